@@ -1,0 +1,53 @@
+# The README's commands. Each target sets up what it needs on a fresh clone; re-running skips
+# what is done (stamp files inside the venvs).
+#   make demo        set up, then run the main job (the kernel benchmark table for now)
+#   make test        set up, then run the test-suite
+#   make bench       set up, then run the kernel benchmarks and check their speed targets
+#   make cuda-build  second venv with a CUDA build of torch: build the CUDA kernels and test them
+
+PYTHON ?= python3
+TORCH_SPEC ?= torch==2.13.0
+CUDA_TORCH_SPEC ?= torch==2.14.1
+DEPS := numpy pytest pytest-benchmark hypothesis ninja setuptools wheel packaging
+VENV := .venv
+CUDA_VENV := .venv-cuda
+SOURCES := setup.py pyproject.toml $(wildcard dsampling_ext/*.py) $(shell find csrc -type f)
+PIP_QUIET := --quiet --disable-pip-version-check
+
+.PHONY: demo test bench cuda-build clean
+
+$(VENV)/.deps:
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install $(PIP_QUIET) "$(TORCH_SPEC)" $(DEPS) 2>&1 | grep -v "is ignored: it is neither" || true
+	$(VENV)/bin/python -c "import torch, numpy, pytest, pytest_benchmark, hypothesis, ninja"
+	touch $@
+
+$(VENV)/.built: $(VENV)/.deps $(SOURCES)
+	$(VENV)/bin/pip install $(PIP_QUIET) --no-build-isolation -e .
+	touch $@
+
+test: $(VENV)/.built
+	$(VENV)/bin/python -m pytest tests
+
+bench: $(VENV)/.built
+	$(VENV)/bin/python -m pytest benchmarks --check-targets
+
+demo: $(VENV)/.built
+	$(VENV)/bin/python -m pytest benchmarks -q
+
+# The CUDA build is proven by building it: torch 2.14.1 is a CUDA 13.0 build matching nvcc 13.0.
+# It installs non-editable into its own venv, and runs from outside the checkout (python -P) so
+# that it is that build, not the CPU one in the source tree, which is imported and tested.
+$(CUDA_VENV)/.deps:
+	$(PYTHON) -m venv $(CUDA_VENV)
+	$(CUDA_VENV)/bin/pip install $(PIP_QUIET) "$(CUDA_TORCH_SPEC)" $(DEPS) 2>&1 | grep -v "is ignored: it is neither" || true
+	$(CUDA_VENV)/bin/python -c "import torch; assert torch.version.cuda, torch.__version__"
+	touch $@
+
+cuda-build: $(CUDA_VENV)/.deps
+	DSAMPLING_FORCE_CUDA=1 $(CUDA_VENV)/bin/pip install $(PIP_QUIET) --no-build-isolation .
+	$(CUDA_VENV)/bin/python -P -c "import dsampling_ext as d; i = d.build_info(); print(i); assert i['cuda'] and i['path'] == 'prebuilt', i"
+	DSAMPLING_EXPECT_CUDA_BUILD=1 $(CUDA_VENV)/bin/python -P -m pytest tests
+
+clean:
+	rm -rf build *.egg-info dsampling_ext/*.so $(VENV) $(CUDA_VENV)

@@ -1,0 +1,64 @@
+"""Kernel benchmarks (pytest-benchmark): one summary table, then the declared speed targets.
+
+Every benchmark sets ``benchmark.group`` and ``benchmark.extra_info["impl"]``; modules declare
+targets with ``targets.target``. ``--check-targets`` (used by ``make bench``) fails the run when
+one is missed; otherwise misses are only reported.
+"""
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # tests/reference.py
+
+from targets import TARGETS  # noqa: E402
+
+torch.set_num_threads(2)
+
+
+def pytest_addoption(parser):
+    parser.addoption("--check-targets", action="store_true", help="fail when a speed target is missed")
+
+
+def _medians(config):
+    session = getattr(config, "_benchmarksession", None)
+    medians = {}
+    for bench in getattr(session, "benchmarks", []) or []:
+        if bench.stats is not None:
+            medians[(bench.group, bench.extra_info.get("impl"))] = bench.stats.median
+    return medians
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    medians = _medians(config)
+    if not medians:
+        return
+    write = terminalreporter.write_line
+    write("")
+    write("Kernel benchmark summary (median time per call; ratio = time / the group's copy or reference)")
+    groups = sorted({g for g, _ in medians}, key=lambda g: (g.split(" N=")[0], int(g.split("N=")[1]) if "N=" in g else 0))
+    for group in groups:
+        row = {impl: t for (g, impl), t in medians.items() if g == group}
+        cells = "  ".join(f"{impl} {t * 1e3:9.3f} ms" for impl, t in sorted(row.items()))
+        write(f"  {group:<34} {cells}")
+    write("")
+    write("Speed targets")
+    missed = []
+    for t in TARGETS:
+        a, b = medians.get((t.group, t.impl)), medians.get((t.group, t.baseline))
+        if a is None or b is None:
+            continue
+        ratio = a / b
+        ok = ratio <= t.max_ratio
+        if not ok:
+            missed.append(t)
+        write(f"  [{'PASS' if ok else 'MISS'}] {t.group}: {t.impl} / {t.baseline} = {ratio:.3f} (target <= {t.max_ratio}; {t.why})")
+    config._dsampling_missed = missed
+
+
+def pytest_sessionfinish(session, exitstatus):
+    config = session.config
+    if config.getoption("--check-targets") and getattr(config, "_dsampling_missed", None):
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

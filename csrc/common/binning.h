@@ -1,0 +1,110 @@
+// Histogram binning with numpy.histogram's exact semantics, shared by the CPU and CUDA kernels.
+//
+// Edges follow numpy: with no explicit range they are linspace(min, max, k + 1) evaluated in the
+// data's dtype; with a range (lo, hi) they are evaluated in float64 and then rounded to the dtype.
+// A value v is in bin j iff edges[j] <= v < edges[j+1]; the last bin also takes v == edges[k];
+// values outside [edges[0], edges[k]] are not counted. Bin lookup repeats numpy's arithmetic
+// (scaled index, then a one-step correction against the stored edges), so a value lying within
+// an ulp of an edge lands where numpy puts it.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+
+#include "common/macros.h"
+#include "common/rounding.h"
+
+namespace dsampling {
+namespace binning {
+
+// Bin-count rules; kFixed means "use the given count". Values match the rule names in ops.py.
+enum Rule : int64_t { kFixed = 0, kSturges = 1, kSqrt = 2, kRice = 3 };
+
+// Number of bins for n values: sturges ceil(log2 n) + 1, sqrt ceil(sqrt n), rice ceil(2 n^(1/3)).
+// Integer arithmetic, so powers of two and perfect squares/cubes never round the wrong way.
+DS_INLINE int64_t bin_count(int64_t rule, int64_t n, int64_t fixed) {
+  if (rule == kFixed) return fixed;
+  if (n < 1) n = 1;
+  if (rule == kSturges) {
+    int64_t bits = 0;  // bit width of n - 1 == ceil(log2 n)
+    for (uint64_t x = static_cast<uint64_t>(n - 1); x != 0; x >>= 1) ++bits;
+    return bits + 1;
+  }
+  if (rule == kSqrt) {  // smallest r with r*r >= n
+    int64_t r = static_cast<int64_t>(sqrt(static_cast<double>(n)));
+    while (r * r < n) ++r;
+    while (r > 1 && (r - 1) * (r - 1) >= n) --r;
+    return r;
+  }
+  // rice: smallest r with r^3 >= 8 n
+  int64_t r = static_cast<int64_t>(2.0 * cbrt(static_cast<double>(n)));
+  if (r < 1) r = 1;
+  while (r * r * r < 8 * n) ++r;
+  while (r > 1 && (r - 1) * (r - 1) * (r - 1) >= 8 * n) --r;
+  return r;
+}
+
+// numpy._get_outer_edges: an empty range [x, x] becomes [x - 0.5, x + 0.5], in S arithmetic.
+template <typename S>
+struct OuterEdges {
+  S first;
+  S last;
+};
+
+template <typename S>
+DS_INLINE OuterEdges<S> outer_edges(S first, S last) {
+  if (first == last) {
+    return {Rounded<S>::sub(first, S(0.5)), Rounded<S>::add(last, S(0.5))};
+  }
+  return {first, last};
+}
+
+// Edge j of numpy.linspace(first, last, k + 1) evaluated in S arithmetic.
+template <typename S>
+DS_INLINE S linspace_edge(int64_t j, int64_t k, S first, S last) {
+  if (j == k) return last;
+  const S delta = Rounded<S>::sub(last, first);
+  const S step = Rounded<S>::div(delta, S(static_cast<double>(k)));
+  const S jj = S(static_cast<double>(j));
+  S y;
+  if (step == S(0)) {  // numpy's special case for denormal steps (gh-5437)
+    y = Rounded<S>::mul(Rounded<S>::div(jj, S(static_cast<double>(k))), delta);
+  } else {
+    y = Rounded<S>::mul(jj, step);
+  }
+  return Rounded<S>::add(y, first);
+}
+
+// numpy's first guess of v's bin, before the correction against the stored edges: the scaled
+// offset (v - first) / denom * k, truncated. S is the type numpy divides in: T without a range,
+// double with one (denom = hi - lo). Values outside the edges get a guess clamped to [-1, k]
+// (the caller skips them); branch-free with 32-bit indices, so CPU loops over it vectorise.
+template <typename T, typename S>
+DS_INLINE int32_t scaled_index(T v, T first, S denom, int32_t k) {
+  const T offset = Rounded<T>::sub(v, first);
+  S scaled = Rounded<S>::mul(Rounded<S>::div(S(offset), denom), S(static_cast<float>(k)));
+  scaled = !(scaled >= S(-1.0f)) ? S(-1.0f) : scaled;  // NaN -> -1
+  scaled = scaled > S(static_cast<float>(k)) ? S(static_cast<float>(k)) : scaled;
+  return static_cast<int32_t>(static_cast<typename Wider<S>::type>(scaled));
+}
+
+// The bin of v given numpy's guess: values within an ulp of an edge move one bin, as in numpy.
+// Requires edges[0] <= v <= edges[k].
+template <typename T, typename EdgeAccess>
+DS_INLINE int32_t correct_index(T v, int32_t guess, const EdgeAccess& edges, int32_t k) {
+  int32_t idx = guess >= k ? k - 1 : guess;
+  if (v < edges(idx)) --idx;
+  if (idx != k - 1 && v >= edges(idx + 1)) ++idx;
+  return idx;
+}
+
+// Bin of v among k uniform bins with stored edges[0..k], or -1 when v is outside them (or NaN).
+template <typename T, typename S, typename EdgeAccess>
+DS_INLINE int32_t bin_index(T v, const EdgeAccess& edges, int32_t k, S denom) {
+  const T first = edges(0);
+  if (!(v >= first && v <= edges(k))) return -1;
+  return correct_index(v, scaled_index<T, S>(v, first, denom, k), edges, k);
+}
+
+}  // namespace binning
+}  // namespace dsampling

@@ -1,0 +1,44 @@
+// The one list of dsampling ops. Kernels register themselves next to their code, one file per
+// op and device (cpu/<op>_kernel.cpp, cuda/<op>_kernel.cu); fake kernels live in
+// dsampling_ext/ops.py, which set_python_module points the dispatcher at.
+#include <Python.h>
+#include <torch/library.h>
+
+#ifdef WITH_CUDA
+#include <cuda.h>
+#endif
+
+extern "C" {
+// An empty module: `import dsampling_ext._C` loads this library, whose static initialisers
+// register the ops. No pybind11.
+PyObject* PyInit__C(void) {
+  static struct PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "_C", nullptr, -1, nullptr};
+  return PyModule_Create(&module_def);
+}
+}
+
+namespace dsampling {
+
+// CUDA_VERSION the library was compiled against, or -1 for a CPU-only build.
+int64_t cuda_version() {
+#ifdef WITH_CUDA
+  return CUDA_VERSION;
+#else
+  return -1;
+#endif
+}
+
+TORCH_LIBRARY(dsampling, m) {
+  m.set_python_module("dsampling_ext.ops");
+
+  // Counter-based RNG shared by every method (csrc/common/philox.h).
+  m.def("philox_fill_uniform_(Tensor(a!) out, int seed, int offset) -> ()");
+  m.def("_philox4x32_10(Tensor counter, int seed) -> Tensor");
+
+  // Loss histograms with numpy.histogram semantics (csrc/common/binning.h).
+  m.def("loss_histogram(Tensor values, int bins, float[]? range=None) -> (Tensor counts, Tensor edges)");
+
+  m.def("_cuda_version", &cuda_version);
+}
+
+}  // namespace dsampling

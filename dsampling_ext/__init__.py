@@ -1,0 +1,22 @@
+"""dsampling_ext: fused C++/CUDA kernels that decide which samples get a backward pass."""
+
+from ._library import JitBuildWarning, load as _load
+
+_load()
+
+from . import ops  # noqa: E402  (registers fake kernels once the ops exist)
+from .ops import loss_histogram, philox_uniform  # noqa: E402
+
+
+def build_info() -> dict:
+    """How the compiled kernels were obtained.
+
+    Returns:
+        dict with ``path`` ("prebuilt" or "jit"), ``library`` (file loaded), ``cuda`` (whether
+        CUDA kernels are compiled in), ``cuda_version`` (toolkit they were built with, or None),
+        ``torch`` and ``torch_cuda`` (the running torch and its CUDA version).
+    """
+    return dict(_load())
+
+
+__all__ = ["JitBuildWarning", "build_info", "loss_histogram", "ops", "philox_uniform"]

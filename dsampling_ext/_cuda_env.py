@@ -1,0 +1,86 @@
+"""Locate the CUDA toolkit and pick target architectures for building the CUDA kernels.
+
+Used by setup.py (loaded by path, before torch.utils.cpp_extension is imported) and by the JIT
+loader. Standard library only.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+import shutil
+from pathlib import Path
+
+DEFAULT_ARCH_LIST = "8.0;9.0"
+
+
+def _is_toolkit_root(path: Path) -> bool:
+    return (path / "bin" / "nvcc").is_file() and (path / "include" / "cuda_runtime.h").is_file()
+
+
+def find_cuda_home() -> str | None:
+    """Return the CUDA toolkit root, or None when there is none.
+
+    torch guesses the root as the parent of the nvcc on PATH; where that nvcc is a wrapper
+    script (``exec /usr/local/cuda-13.0/bin/nvcc "$@"``) the guess is wrong and linking fails on
+    -lcudart, so follow the wrapper to the real binary.
+    """
+    for var in ("CUDA_HOME", "CUDA_PATH"):
+        if os.environ.get(var) and _is_toolkit_root(Path(os.environ[var])):
+            return os.environ[var]
+    nvcc = shutil.which("nvcc")
+    if nvcc is not None:
+        real = Path(os.path.realpath(nvcc))
+        if _is_toolkit_root(real.parent.parent):
+            return str(real.parent.parent)
+        try:
+            text = real.read_text(errors="ignore")[:4096]
+        except OSError:
+            text = ""
+        for target in re.findall(r"(/[^\s\"']+)/bin/nvcc\b", text):
+            if _is_toolkit_root(Path(target)):
+                return target
+    for candidate in ["/usr/local/cuda", *sorted(glob.glob("/usr/local/cuda-*"), reverse=True)]:
+        if _is_toolkit_root(Path(candidate)):
+            return candidate
+    return None
+
+
+def prepare_environment(gpu_visible: bool) -> str | None:
+    """Set CUDA_HOME and a default TORCH_CUDA_ARCH_LIST; return the toolkit root.
+
+    Without a visible GPU torch cannot infer the architectures (it raises an IndexError), so an
+    unset TORCH_CUDA_ARCH_LIST defaults to Ampere and Hopper.
+    """
+    home = find_cuda_home()
+    if home is not None:
+        os.environ["CUDA_HOME"] = home
+    if not gpu_visible and not os.environ.get("TORCH_CUDA_ARCH_LIST"):
+        os.environ["TORCH_CUDA_ARCH_LIST"] = DEFAULT_ARCH_LIST
+    return home
+
+
+def compile_flags(with_cuda: bool, openmp: bool, debug: bool = False) -> tuple[list[str], list[str]]:
+    """(cxx flags, nvcc flags) shared by setup.py and the JIT build; ``openmp`` when torch uses it.
+
+    Floating-point contraction is off on both sides: the CPU and CUDA kernels must round the
+    same way so that selections are bit-identical across devices.
+    """
+    opt = ["-O0", "-g"] if debug else ["-O3"]
+    cxx = [*opt, "-ffp-contract=off"]
+    if openmp:  # at::parallel_for is a template: without -fopenmp here it runs serially
+        cxx.append("-fopenmp")
+    if with_cuda:
+        cxx.append("-DWITH_CUDA")
+    nvcc = [*opt, "--expt-relaxed-constexpr", "-fmad=false", "-DWITH_CUDA"]
+    nvcc += os.environ.get("NVCC_FLAGS", "").split()
+    return cxx, nvcc
+
+
+def sources(csrc: Path, with_cuda: bool) -> list[str]:
+    """Every translation unit of the library: the schema list, CPU kernels, CUDA kernels."""
+    files = [csrc / "ops.cpp", *sorted((csrc / "cpu").glob("*.cpp"))]
+    if with_cuda:
+        files += sorted((csrc / "cuda").glob("*.cu"))
+    return [str(f) for f in files]

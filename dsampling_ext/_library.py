@@ -1,0 +1,95 @@
+"""Load the compiled kernels: the prebuilt ``dsampling_ext._C`` from setup.py, or a JIT build.
+
+The JIT build compiles the same sources with ``torch.utils.cpp_extension.load`` (CUDA sources
+only when CUDA is available), caches them under ``<checkout>/build/jit`` (or
+``$DSAMPLING_BUILD_DIR``), never in the user's home, and says so once with a warning.
+``DSAMPLING_FORCE_JIT=1`` takes the JIT path even when ``_C`` exists.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import warnings
+from pathlib import Path
+
+import torch
+
+from . import _cuda_env
+
+_PACKAGE_DIR = Path(__file__).resolve().parent
+_info: dict = {}
+
+
+class JitBuildWarning(UserWarning):
+    """The compiled extension was missing and was built just in time."""
+
+
+def _csrc_dir() -> Path:
+    for candidate in (_PACKAGE_DIR / "csrc", _PACKAGE_DIR.parent / "csrc"):
+        if (candidate / "ops.cpp").is_file():
+            return candidate
+    raise ImportError(
+        "dsampling_ext: the compiled extension dsampling_ext._C is missing and the C++ sources "
+        f"(csrc/) are not next to the package at {_PACKAGE_DIR}; install with "
+        "`pip install --no-build-isolation -e .` from a checkout"
+    )
+
+
+def _jit_build() -> Path:
+    from torch.utils import cpp_extension
+
+    csrc = _csrc_dir()
+    with_cuda = torch.cuda.is_available() and torch.version.cuda is not None
+    if with_cuda:
+        home = _cuda_env.prepare_environment(gpu_visible=True)
+        if home is None:
+            raise ImportError("dsampling_ext: CUDA is available but no CUDA toolkit (nvcc) was found; set CUDA_HOME")
+        cpp_extension.CUDA_HOME = home
+    build_dir = Path(os.environ.get("DSAMPLING_BUILD_DIR", csrc.parent / "build" / "jit"))
+    name = "dsampling_jit_cuda" if with_cuda else "dsampling_jit_cpu"
+    build_dir = build_dir / f"{name}-torch{torch.__version__}"
+    build_dir.mkdir(parents=True, exist_ok=True)
+    warnings.warn(
+        f"dsampling_ext: no prebuilt extension; JIT-building {'CPU+CUDA' if with_cuda else 'CPU'} "
+        f"kernels from {csrc} into {build_dir} (cached for later imports)",
+        JitBuildWarning,
+        stacklevel=3,
+    )
+    cxx, nvcc = _cuda_env.compile_flags(with_cuda, openmp=torch.backends.openmp.is_available())
+    cpp_extension.load(
+        name=name,
+        sources=_cuda_env.sources(csrc, with_cuda),
+        extra_include_paths=[str(csrc)],
+        extra_cflags=cxx,
+        extra_cuda_cflags=nvcc,
+        build_directory=str(build_dir),
+        is_python_module=False,
+        verbose=False,
+    )
+    return build_dir / f"{name}.so"
+
+
+def load() -> dict:
+    """Load the kernels once; return what was loaded (see ``dsampling_ext.build_info``)."""
+    if _info:
+        return _info
+    library = None
+    if os.environ.get("DSAMPLING_FORCE_JIT") != "1":
+        try:
+            module = importlib.import_module("dsampling_ext._C")
+            library, path = module.__file__, "prebuilt"
+        except ImportError:
+            library = None
+    if library is None:
+        library, path = str(_jit_build()), "jit"
+    cuda_version = torch.ops.dsampling._cuda_version()
+    _info.update(
+        path=path,
+        library=library,
+        cuda=cuda_version >= 0,
+        cuda_version=None if cuda_version < 0 else f"{cuda_version // 1000}.{cuda_version % 1000 // 10}",
+        torch=torch.__version__,
+        torch_cuda=torch.version.cuda,
+    )
+    return _info

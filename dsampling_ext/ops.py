@@ -1,0 +1,199 @@
+"""Typed wrappers of the ``torch.ops.dsampling`` kernels, and their fake (meta) kernels.
+
+Each wrapper validates its arguments (``ValueError``/``TypeError`` naming the argument) and calls
+``torch.ops.dsampling.<op>.default``. The fake kernels repeat the C++ checks in
+``csrc/common/checks.h`` with the same wording, so ``torch.compile`` traces the ops.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional, Sequence, Union
+
+import torch
+from torch import Tensor
+
+__all__ = ["BIN_RULES", "bin_count", "loss_histogram", "philox_uniform"]
+
+LOSS_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+#: Bin-count rules, numbered as in csrc/common/binning.h.
+BIN_RULES = {"sturges": 1, "sqrt": 2, "rice": 3}
+
+
+def bin_count(rule: Union[int, str], n: int) -> int:
+    """Number of histogram bins a rule gives for ``n`` values (the same integers as binning.h).
+
+    Args:
+        rule: an int ``>= 1`` (returned as is), or ``"sturges"`` (ceil(log2 n) + 1), ``"sqrt"``
+            (ceil(sqrt n)) or ``"rice"`` (ceil(2 n^(1/3))).
+        n: number of values, ``>= 1``.
+    """
+    if isinstance(rule, bool) or not isinstance(rule, (int, str)):
+        raise TypeError(f"bins must be an int or one of {sorted(BIN_RULES)}, got {type(rule).__name__}")
+    if isinstance(rule, int):
+        if not 1 <= rule <= 2**31 - 1:
+            raise ValueError(f"bins must be in [1, 2**31 - 1], got {rule}")
+        return rule
+    if rule not in BIN_RULES:
+        raise ValueError(f"bins must be an int or one of {sorted(BIN_RULES)}, got {rule!r}")
+    if n < 1:
+        raise ValueError(f"n must be >= 1 for the {rule!r} rule, got {n}")
+    if rule == "sturges":
+        return (n - 1).bit_length() + 1
+    if rule == "sqrt":
+        return math.isqrt(n - 1) + 1
+    r = max(1, int(2.0 * n ** (1.0 / 3.0)))  # rice: smallest r with r**3 >= 8 n
+    while r**3 < 8 * n:
+        r += 1
+    while r > 1 and (r - 1) ** 3 >= 8 * n:
+        r -= 1
+    return r
+
+
+def _check_tensor(name: str, value) -> None:
+    if not isinstance(value, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
+
+
+def _check_device(op: str, name: str, device: torch.device) -> None:
+    """Fail clearly when CUDA is asked for but this torch, machine or build cannot run it."""
+    if device.type != "cuda":
+        return
+    if not torch.cuda.is_available():
+        raise RuntimeError(f"{op}: {name} is on {device} but CUDA is not available to torch {torch.__version__}")
+    if torch.ops.dsampling._cuda_version() < 0:
+        raise RuntimeError(
+            f"{op}: {name} is on {device} but dsampling_ext was built without CUDA kernels; rebuild it with "
+            "a CUDA build of torch and the CUDA toolkit (DSAMPLING_FORCE_CUDA=1 pip install --no-build-isolation -e .)"
+        )
+
+
+def philox_uniform(
+    n: int, seed: int, offset: int = 0, device: Union[torch.device, str, None] = None
+) -> Tensor:
+    """Float32 uniforms in [0, 1) from the Philox4x32-10 counter-based generator.
+
+    Element ``i`` is word ``i % 4`` of the Philox block with counter
+    ``(i // 4, offset)`` and key ``seed`` (each split into two 32-bit words, low first),
+    keeping its top 24 bits. It depends only on ``(seed, offset, i)``, so CPU and CUDA return the
+    same values, and ``philox_uniform(n, s, o)[:m] == philox_uniform(m, s, o)``.
+
+    Args:
+        n: number of values, ``>= 0``.
+        seed: 64-bit key (any int in [-2**63, 2**64)).
+        offset: 64-bit counter offset; use a fresh offset per draw to get independent streams.
+        device: where the result lives (default: CPU).
+
+    Returns:
+        Tensor[n] float32.
+    """
+    for name, value in (("n", n), ("seed", seed), ("offset", offset)):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if n < 0:
+        raise ValueError(f"n must be >= 0, got {n}")
+    device = torch.device(device) if device is not None else torch.device("cpu")
+    _check_device("philox_uniform", "device", device)
+    out = torch.empty(n, dtype=torch.float32, device=device)
+    torch.ops.dsampling.philox_fill_uniform_.default(out, _as_int64(seed, "seed"), _as_int64(offset, "offset"))
+    return out
+
+
+def _as_int64(value: int, name: str) -> int:
+    """Reinterpret an int in [-2**63, 2**64) as a signed 64-bit schema int (same bits)."""
+    if not -(2**63) <= value < 2**64:
+        raise ValueError(f"{name} must fit in 64 bits, got {value}")
+    return value - 2**64 if value >= 2**63 else value
+
+
+def loss_histogram(
+    values: Tensor,
+    bins: Union[int, str] = "sturges",
+    range: Optional[Sequence[float]] = None,
+) -> tuple[Tensor, Tensor]:
+    """Histogram of ``values`` with exactly ``numpy.histogram``'s counts and edges.
+
+    Edges are ``linspace(min, max, k + 1)`` (or over ``range``); when min == max numpy's
+    ``[min - 0.5, max + 0.5]`` is used. A value v is in bin j iff ``edges[j] <= v < edges[j+1]``,
+    the last bin also holding ``v == edges[k]``; values outside the edges are not counted.
+    Edges are computed in the dtype of ``values`` as numpy does, so float16 input gets float16
+    edges.
+
+    Args:
+        values (Tensor[...]): float16, bfloat16, float32 or float64 values, finite, non-empty;
+            any shape and strides (flattened).
+        bins: a bin count ``>= 1``, or a rule evaluated on ``values.numel()``: ``"sturges"``
+            (default, ceil(log2 n) + 1), ``"sqrt"`` or ``"rice"``.
+        range: optional ``(min, max)`` finite bounds with ``min <= max``.
+
+    Returns:
+        (counts, edges): Tensor[k] int64 and Tensor[k + 1] of the dtype of ``values``.
+
+    Raises:
+        TypeError / ValueError for bad arguments; RuntimeError for NaN/Inf values or a range too
+        narrow for ``bins`` distinct edges in this dtype (checked on the CPU; on CUDA, where the
+        check would need a host sync, NaN/Inf give NaN edges and zero counts).
+
+    Example:
+        >>> counts, edges = loss_histogram(torch.tensor([0.0, 1.0, 1.0, 3.0]), bins=3)
+        >>> counts
+        tensor([1, 2, 1])
+    """
+    _check_tensor("values", values)
+    if values.dtype not in LOSS_DTYPES:
+        raise TypeError(f"values must be float16, bfloat16, float32 or float64, got {values.dtype}")
+    if values.numel() == 0:
+        raise ValueError(f"values must be non-empty, got shape {tuple(values.shape)}")
+    _check_device("loss_histogram", "values", values.device)
+    k = bin_count(bins, values.numel())
+    if range is not None:
+        if len(range) != 2:
+            raise ValueError(f"range must be (min, max), got {len(range)} values")
+        lo, hi = float(range[0]), float(range[1])
+        if not (math.isfinite(lo) and math.isfinite(hi)):
+            raise ValueError(f"range must be finite, got ({lo}, {hi})")
+        if lo > hi:
+            raise ValueError(f"range must have min <= max, got ({lo}, {hi})")
+        range = [lo, hi]
+    return torch.ops.dsampling.loss_histogram.default(values, k, range)
+
+
+# ----------------------------------------------------------------------------- fake kernels
+
+
+@torch.library.register_fake("dsampling::philox_fill_uniform_")
+def _philox_fill_uniform_fake(out: Tensor, seed: int, offset: int) -> None:
+    torch._check(out.dtype == torch.float32, lambda: f"philox_fill_uniform_: out must be float32, got {out.dtype}")
+    torch._check(
+        out.dim() == 1 and out.is_contiguous(),
+        lambda: f"philox_fill_uniform_: out must be a contiguous 1-D tensor, got shape {tuple(out.shape)}",
+    )
+
+
+@torch.library.register_fake("dsampling::_philox4x32_10")
+def _philox4x32_10_fake(counter: Tensor, seed: int) -> Tensor:
+    torch._check(counter.dtype == torch.int64, lambda: f"_philox4x32_10: counter must be int64, got {counter.dtype}")
+    torch._check(
+        counter.dim() == 2 and counter.shape[1] == 4,
+        lambda: f"_philox4x32_10: counter must have shape [N, 4], got {tuple(counter.shape)}",
+    )
+    return torch.empty_like(counter, memory_format=torch.contiguous_format)
+
+
+@torch.library.register_fake("dsampling::loss_histogram")
+def _loss_histogram_fake(values: Tensor, bins: int, range: Optional[list[float]] = None) -> tuple[Tensor, Tensor]:
+    torch._check(
+        values.dtype in LOSS_DTYPES,
+        lambda: f"loss_histogram: values must be float16, bfloat16, float32 or float64, got {values.dtype}",
+    )
+    torch._check(values.numel() > 0, lambda: f"loss_histogram: values must be non-empty, got shape {tuple(values.shape)}")
+    torch._check(1 <= bins <= 2**31 - 1, lambda: f"loss_histogram: bins must be in [1, 2**31 - 1], got {bins}")
+    if range is not None:
+        torch._check(len(range) == 2, lambda: f"loss_histogram: range must be (min, max), got {len(range)} values")
+        torch._check(
+            math.isfinite(range[0]) and math.isfinite(range[1]),
+            lambda: f"loss_histogram: range must be finite, got ({range[0]}, {range[1]})",
+        )
+        torch._check(range[0] <= range[1], lambda: f"loss_histogram: range must have min <= max, got ({range[0]}, {range[1]})")
+    return values.new_empty(bins, dtype=torch.int64), values.new_empty(bins + 1)
