@@ -210,3 +210,31 @@ def test_torch_compile_matches_eager():
     counts, edges = compiled(logits, labels)
     assert torch.equal(counts, eager_counts)
     torch.testing.assert_close(edges, eager_edges)
+
+
+@pytest.mark.parametrize("dtype", NUMPY_DTYPES, ids=str)
+@given(data=st.data())
+def test_values_on_and_one_ulp_around_edges(dtype, data):
+    # The hardest values: every edge numpy computes, and its neighbours one ulp either side.
+    values = data.draw(loss_arrays(dtype))
+    assume(torch.isfinite(values).all())
+    bins = data.draw(st.integers(1, 40))
+    x = values.numpy()
+    try:
+        edges = np.histogram_bin_edges(x, bins=bins)
+    except ValueError:
+        return
+    near = np.concatenate([edges, np.nextafter(edges, np.inf), np.nextafter(edges, -np.inf)]).astype(x.dtype)
+    near = near[(near >= edges[0]) & (near <= edges[-1])]  # keep min and max, hence the same edges
+    assert_matches_numpy(torch.from_numpy(np.concatenate([x, near])), bins)
+
+
+@pytest.mark.parametrize("dtype", NUMPY_DTYPES, ids=str)
+@pytest.mark.parametrize("bins", [10, 997, 50_000])
+@pytest.mark.parametrize("shift", [0.0, 1e3])
+def test_large_inputs_match_numpy(dtype, bins, shift):
+    # Many values per bin edge, and a shifted range where edges carry large rounding errors.
+    g = torch.Generator().manual_seed(bins)
+    values = (torch.empty(200_000, dtype=torch.float64).exponential_(generator=g) + shift).to(dtype)
+    assert_matches_numpy(values, bins)
+    assert_matches_numpy(values, bins, (shift + 0.25, shift + 2.5))

@@ -75,17 +75,33 @@ DS_INLINE S linspace_edge(int64_t j, int64_t k, S first, S last) {
   return Rounded<S>::add(y, first);
 }
 
-// numpy's first guess of v's bin, before the correction against the stored edges: the scaled
-// offset (v - first) / denom * k, truncated. S is the type numpy divides in: T without a range,
-// double with one (denom = hi - lo). Values outside the edges get a guess clamped to [-1, k]
-// (the caller skips them); branch-free with 32-bit indices, so CPU loops over it vectorise.
+// numpy's scaled position of v, (v - first) / denom * k, clamped to [-1, k] (NaN -> -1); its
+// truncation is numpy's first guess of the bin. S is the type numpy divides in: T without a
+// range, double with one (denom = hi - lo). Branch-free, so CPU loops over it vectorise.
+template <typename T, typename S>
+DS_INLINE S scaled_position(T v, T first, S denom, int32_t k) {
+  const T offset = Rounded<T>::sub(v, first);
+  const S kk = S(static_cast<float>(k));
+  const S scaled = Rounded<S>::mul(Rounded<S>::div(S(offset), denom), kk);
+  const S low = !(scaled >= S(-1.0f)) ? S(-1.0f) : scaled;
+  return low > kk ? kk : low;
+}
+
 template <typename T, typename S>
 DS_INLINE int32_t scaled_index(T v, T first, S denom, int32_t k) {
-  const T offset = Rounded<T>::sub(v, first);
-  S scaled = Rounded<S>::mul(Rounded<S>::div(S(offset), denom), S(static_cast<float>(k)));
-  scaled = !(scaled >= S(-1.0f)) ? S(-1.0f) : scaled;  // NaN -> -1
-  scaled = scaled > S(static_cast<float>(k)) ? S(static_cast<float>(k)) : scaled;
-  return static_cast<int32_t>(static_cast<typename Wider<S>::type>(scaled));
+  return static_cast<int32_t>(static_cast<typename Wider<S>::type>(scaled_position<T, S>(v, first, denom, k)));
+}
+
+// How close (in bins) a position may come to an integer before the edge correction can change
+// the bin. numpy's position differs from the exact one by at most ~4uk bins, a position computed
+// with the rounded reciprocal (v - first) * (k / denom) by ~4uk, and each stored edge from its exact place
+// by ~3uk + u*max(|first|,|last|)*k/(last - first) bins (u = T's unit roundoff); the margin is
+// twice their sum. A value whose position is farther than this from every integer lies strictly
+// inside the bin its truncated position names, which is where numpy's correction leaves it.
+template <typename T>
+DS_INLINE double edge_margin(double first, double last, int32_t k) {
+  const double big = fabs(first) > fabs(last) ? fabs(first) : fabs(last);
+  return 2.0 * unit_roundoff<T>() * k * (12.0 + 2.0 * big / (last - first));
 }
 
 // The bin of v given numpy's guess: values within an ulp of an edge move one bin, as in numpy.
@@ -93,8 +109,8 @@ DS_INLINE int32_t scaled_index(T v, T first, S denom, int32_t k) {
 template <typename T, typename EdgeAccess>
 DS_INLINE int32_t correct_index(T v, int32_t guess, const EdgeAccess& edges, int32_t k) {
   int32_t idx = guess >= k ? k - 1 : guess;
-  if (v < edges(idx)) --idx;
-  if (idx != k - 1 && v >= edges(idx + 1)) ++idx;
+  idx -= static_cast<int32_t>(v < edges(idx));  // branch-free: the moves are rare but unpredictable
+  idx += static_cast<int32_t>(idx != k - 1 && v >= edges(idx + 1));
   return idx;
 }
 

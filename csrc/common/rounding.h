@@ -84,6 +84,18 @@ DS_INLINE double div_rn(double a, double b) {
 #endif
 }
 
+// Unit roundoff of T: the largest relative error of one rounding.
+template <typename T>
+DS_INLINE double unit_roundoff();
+template <>
+DS_INLINE double unit_roundoff<double>() { return 0x1p-53; }
+template <>
+DS_INLINE double unit_roundoff<float>() { return 0x1p-24; }
+template <>
+DS_INLINE double unit_roundoff<c10::Half>() { return 0x1p-11; }
+template <>
+DS_INLINE double unit_roundoff<c10::BFloat16>() { return 0x1p-8; }
+
 // Arithmetic in T: for float16/bfloat16 each result is computed in float32 and rounded to T,
 // which is exact for +, -, *, / because float32 carries more than twice T's significand bits.
 template <typename T>

@@ -1,6 +1,7 @@
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
+#include <ATen/ops/aminmax.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/zeros.h>
 #include <torch/library.h>
@@ -17,63 +18,70 @@ namespace dsampling {
 namespace {
 
 constexpr int64_t kGrain = 32768;
-constexpr int64_t kBlock = 256;  // values per vectorised index block
-constexpr int kLanes = 4;        // sub-histograms, so consecutive increments rarely hit one counter
+constexpr int64_t kBlock = 256;      // values per vectorised block
+constexpr int64_t kFlush = 1 << 24;  // values between flushes of the 32-bit sub-histograms
+constexpr int kLanes = 8;            // sub-histograms: consecutive increments hit different counters
 
-// One pass: min and max, and whether any value is NaN or Inf. Written so that the compiler
-// vectorises it: the select keeps NaN out of min/max, and a separate flag catches NaN.
-template <typename T>
-void min_max(const T* x, int64_t n, T* lo, T* hi, bool* finite) {
-  using W = typename Wider<T>::type;
-  W gmin = std::numeric_limits<W>::infinity(), gmax = -gmin;
-  bool gnan = false;
-  std::mutex mu;
-  at::parallel_for(0, n, kGrain, [&](int64_t begin, int64_t end) {
-    W mn = std::numeric_limits<W>::infinity(), mx = -mn;
-    int nan = 0;
-    for (int64_t i = begin; i < end; ++i) {
-      const W v = static_cast<W>(x[i]);
-      nan |= v != v;
-      mn = v < mn ? v : mn;
-      mx = v > mx ? v : mx;
-    }
-    std::lock_guard<std::mutex> lock(mu);
-    gmin = std::min(gmin, mn);
-    gmax = std::max(gmax, mx);
-    gnan |= nan != 0;
-  });
-  *lo = T(gmin);
-  *hi = T(gmax);
-  *finite = !gnan && std::isfinite(gmin) && std::isfinite(gmax);
-}
-
-// Count pass: per chunk, numpy's index guesses for a block of values (a vectorisable loop),
-// then the edge correction and the increments into kLanes private sub-histograms.
+// Count pass, per chunk and block of values:
+//  1. a vectorised loop computes each value's scaled position with the reciprocal of the bin
+//     width, in the precision of the data (float32 for 16-bit types); a position within edge_margin of an integer (and, with a range, any value outside
+//     it, whose position is clamped onto an edge) is flagged -1, every other value's bin is the
+//     truncated position, where numpy's exact arithmetic puts it too;
+//  2. the few flagged values take numpy's exact path (true division, correction against the
+//     stored edges), which also leaves -1 for values outside the edges;
+//  3. increments go round-robin into kLanes 32-bit sub-histograms whose slot 0 absorbs the -1s.
 // Returns false if a value is NaN or Inf.
-template <typename T, typename S>
+template <typename T, typename S, bool kRange>
 bool count_bins(const T* x, int64_t n, const T* edges, int32_t k, S denom, int64_t* counts) {
+  using W = typename Wider<T>::type;  // the fast position is computed in W even when S is double
   bool all_finite = true;
   std::mutex mu;
   const auto edge = [edges](int32_t j) { return edges[j]; };
-  const T first = edges[0], last = edges[k];
+  const W first = static_cast<W>(edges[0]);
+  const W scale = static_cast<W>(k / static_cast<double>(denom));
+  const W margin = static_cast<W>(
+      binning::edge_margin<T>(static_cast<double>(edges[0]), static_cast<double>(edges[k]), k));
+  const W half_gap = W(0.5) - margin;  // |frac - 1/2| >= half_gap: too close to an edge
+  const int64_t stride = k + 1;
   at::parallel_for(0, n, kGrain, [&](int64_t begin, int64_t end) {
-    std::vector<int64_t> local(kLanes * k, 0);
-    int32_t guess[kBlock];
+    std::vector<uint32_t> lanes(kLanes * stride, 0);
+    std::vector<int64_t> local(k, 0);
+    int32_t bin[kBlock];
     bool ok = true;
+    const auto flush = [&] {
+      for (int l = 0; l < kLanes; ++l) {
+        for (int32_t j = 0; j < k; ++j) local[j] += lanes[l * stride + j + 1];
+      }
+      std::fill(lanes.begin(), lanes.end(), 0u);
+    };
     for (int64_t base = begin; base < end; base += kBlock) {
       const int64_t m = std::min(kBlock, end - base);
       const T* v = x + base;
-      for (int64_t i = 0; i < m; ++i) guess[i] = binning::scaled_index<T, S>(v[i], first, denom, k);
       for (int64_t i = 0; i < m; ++i) {
-        if (!(v[i] >= first && v[i] <= last)) {  // outside the range, or NaN
-          ok &= std::isfinite(static_cast<typename Wider<T>::type>(v[i]));
-          continue;
+        W f = (static_cast<W>(v[i]) - first) * scale;
+        if (kRange) {  // two selects, not nested, so that they vectorise; NaN -> 0
+          f = f >= W(0) ? f : W(0);
+          f = f <= W(k) ? f : W(k);
         }
-        ++local[(i % kLanes) * k + binning::correct_index(v[i], guess[i], edge, k)];
+        const int32_t g = static_cast<int32_t>(f);
+        const W frac = f - static_cast<W>(g);
+        bin[i] = std::abs(frac - W(0.5)) >= half_gap ? -1 : g;
       }
+      for (int64_t i = 0; i < m; ++i) {
+        if (bin[i] >= 0) continue;
+        bin[i] = binning::bin_index<T, S>(v[i], edge, k, denom);
+        if (kRange && bin[i] < 0) ok &= std::isfinite(static_cast<W>(v[i]));
+      }
+      int64_t i = 0;
+      for (; i + kLanes <= m; i += kLanes) {
+        for (int l = 0; l < kLanes; ++l) ++lanes[l * stride + bin[i + l] + 1];
+      }
+      for (; i < m; ++i) ++lanes[bin[i] + 1];
+      if ((base - begin + kBlock) % kFlush == 0) flush();
     }
+    flush();
     std::lock_guard<std::mutex> lock(mu);
-    for (int64_t j = 0; j < kLanes * k; ++j) counts[j % k] += local[j];
+    for (int32_t j = 0; j < k; ++j) counts[j] += local[j];
     all_finite &= ok;
   });
   return all_finite;
@@ -111,13 +119,15 @@ std::tuple<at::Tensor, at::Tensor> loss_histogram_cpu(const at::Tensor& values, 
     bool finite;
     if (range.has_value()) {
       const double denom = fill_edges<scalar_t, double>((*range)[0], (*range)[1], bins, e);
-      finite = count_bins<scalar_t, double>(data, n, e, static_cast<int32_t>(bins), denom, c);
+      finite = count_bins<scalar_t, double, true>(data, n, e, static_cast<int32_t>(bins), denom, c);
     } else {
-      scalar_t lo, hi;
-      min_max(data, n, &lo, &hi, &finite);
+      // ATen's vectorised aminmax; NaN propagates into it, so one look tells finiteness.
+      const auto [mn, mx] = at::aminmax(x);
+      const scalar_t lo = mn.item<scalar_t>(), hi = mx.item<scalar_t>();
+      finite = std::isfinite(static_cast<double>(lo)) && std::isfinite(static_cast<double>(hi));
       if (finite) {
         const scalar_t denom = fill_edges<scalar_t, scalar_t>(lo, hi, bins, e);
-        count_bins<scalar_t, scalar_t>(data, n, e, static_cast<int32_t>(bins), denom, c);
+        count_bins<scalar_t, scalar_t, false>(data, n, e, static_cast<int32_t>(bins), denom, c);
       }
     }
     TORCH_CHECK(finite, "loss_histogram: values must be finite, got NaN or Inf");
