@@ -1,6 +1,6 @@
 # The README's commands. Each target sets up what it needs on a fresh clone; re-running skips
 # what is done (stamp files inside the venvs).
-#   make demo        set up, then run the main job (the kernel benchmark table for now)
+#   make demo        set up, then run the main job (for now: an example and the kernel benchmark table)
 #   make test        set up, then run the test-suite
 #   make bench       set up, then run the kernel benchmarks and check their speed targets
 #   make cuda-build  second venv with a CUDA build of torch: build the CUDA kernels and test them
@@ -33,7 +33,8 @@ bench: $(VENV)/.built
 	$(VENV)/bin/python -m pytest benchmarks --check-targets
 
 demo: $(VENV)/.built
-	$(VENV)/bin/python -m pytest benchmarks -q
+	$(VENV)/bin/python python/loss_histogram_example.py --steps 20 --every 19
+	$(VENV)/bin/python -m pytest benchmarks -q --benchmark-columns=min,median,rounds
 
 # The CUDA build is proven by building it: torch 2.14.1 is a CUDA 13.0 build matching nvcc 13.0.
 # It installs non-editable into its own venv, and runs from outside the checkout (python -P) so

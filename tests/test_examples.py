@@ -1,0 +1,25 @@
+"""The runnable examples in python/ run, and print what they promise."""
+
+import runpy
+import sys
+from pathlib import Path
+
+import pytest
+
+PYTHON_DIR = Path(__file__).resolve().parent.parent / "python"
+
+
+def run_example(name, argv, capsys, monkeypatch):
+    monkeypatch.setattr(sys, "argv", [name, *argv])
+    runpy.run_path(str(PYTHON_DIR / name), run_name="__main__")
+    return capsys.readouterr().out
+
+
+def test_loss_histogram_example(capsys, monkeypatch):
+    out = run_example("loss_histogram_example.py", ["--steps", "4", "--every", "2", "--batch", "64"], capsys, monkeypatch)
+    assert "step    4" in out
+    # batch 64 -> Sturges gives 7 bins; each printed histogram has 7 rows whose shares sum to 100%.
+    rows = [line for line in out.splitlines() if line.startswith("  [")]
+    assert len(rows) == 3 * 7
+    shares = [float(line.split(")")[1].split("%")[0]) for line in rows[:7]]
+    assert sum(shares) == pytest.approx(100.0, abs=0.5)
