@@ -22,7 +22,7 @@ def test_build_info_reports_the_loaded_library():
     assert info["cuda"] == (info["cuda_version"] is not None)
     if os.environ.get("DSAMPLING_EXPECT_CUDA_BUILD") == "1":
         assert info["cuda"] and info["cuda_version"] == torch.version.cuda
-        assert REPO not in Path(info["library"]).parents  # the installed CUDA build, not the checkout's
+        assert "site-packages" in Path(info["library"]).parts  # the installed CUDA build, not the checkout's
 
 
 def test_every_op_has_a_cpu_kernel():
