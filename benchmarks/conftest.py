@@ -31,6 +31,7 @@ def _medians(config):
     return medians
 
 
+@pytest.hookimpl(trylast=True)  # after pytest-benchmark's own tables, so the summary is what stays on screen
 def pytest_terminal_summary(terminalreporter, config):
     medians = _medians(config)
     if not medians:
