@@ -38,6 +38,12 @@ TORCH_LIBRARY(dsampling, m) {
   // Loss histograms with numpy.histogram semantics (csrc/common/binning.h).
   m.def("loss_histogram(Tensor values, int bins, float[]? range=None) -> (Tensor counts, Tensor edges)");
 
+  // ADONIS / Selective-Backprop: ring-buffer loss history, clip, histogram, p, keep, in one call.
+  m.def(
+      "histogram_select(Tensor(a!) history, Tensor(b!) state, Tensor losses, int rule, int bin_rule, int bins, "
+      "float threshold, float clip_sigma, int clip_mode, float keep_fraction, int keep_mode, float beta, "
+      "bool skip_nonfinite, int seed, int offset, Tensor? keys=None) -> (Tensor keep, Tensor p)");
+
   m.def("_cuda_version", &cuda_version);
 }
 

@@ -5,7 +5,9 @@ from ._library import JitBuildWarning, load as _load
 _load()
 
 from . import ops  # noqa: E402  (registers fake kernels once the ops exist)
-from .ops import loss_histogram, philox_uniform  # noqa: E402
+from .accumulate import BatchAccumulator  # noqa: E402
+from .histogram_selector import LossCache, LossHistogramSelector, selective_batches  # noqa: E402
+from .ops import histogram_select, loss_histogram, philox_uniform  # noqa: E402
 
 
 def build_info() -> dict:
@@ -19,4 +21,15 @@ def build_info() -> dict:
     return dict(_load())
 
 
-__all__ = ["JitBuildWarning", "build_info", "loss_histogram", "ops", "philox_uniform"]
+__all__ = [
+    "BatchAccumulator",
+    "JitBuildWarning",
+    "LossCache",
+    "LossHistogramSelector",
+    "build_info",
+    "histogram_select",
+    "loss_histogram",
+    "ops",
+    "philox_uniform",
+    "selective_batches",
+]

@@ -13,7 +13,7 @@ from typing import Optional, Sequence, Union
 import torch
 from torch import Tensor
 
-__all__ = ["BIN_RULES", "bin_count", "loss_histogram", "philox_uniform"]
+__all__ = ["BIN_RULES", "bin_count", "histogram_select", "loss_histogram", "philox_uniform"]
 
 LOSS_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
@@ -159,6 +159,91 @@ def loss_histogram(
     return torch.ops.dsampling.loss_histogram.default(values, k, range)
 
 
+SELECT_RULES = {"pmf": 0, "cdf": 1}
+CLIP_MODES = {None: 0, "clamp": 1, "drop": 2}
+KEEP_MODES = {"bernoulli": 0, "fraction": 1, "top": 2}
+MAX_HISTORY = 65536
+MAX_SELECT_BINS = 2048
+
+
+def _choice(name: str, value, options: dict):
+    if value not in options:
+        raise ValueError(f"{name} must be one of {sorted(map(repr, options))}, got {value!r}")
+    return options[value]
+
+
+def histogram_select(
+    history: Tensor,
+    state: Tensor,
+    losses: Tensor,
+    *,
+    rule: str = "pmf",
+    bins: Union[int, str] = "sturges",
+    threshold: float = 0.1,
+    clip_sigma: Optional[float] = 1.0,
+    clip: Optional[str] = "clamp",
+    keep_fraction: float = 0.3,
+    keep: str = "bernoulli",
+    beta: float = 2.0,
+    skip_nonfinite: bool = False,
+    seed: int = 0,
+    offset: int = 0,
+    keys: Optional[Tensor] = None,
+) -> tuple[Tensor, Tensor]:
+    """One fused ADONIS / Selective-Backprop selection step (mutates ``history`` and ``state``).
+
+    In one call (one launch of one block on CUDA, no host sync): append ``losses`` to the
+    ring-buffer ``history``; compute the history's mean and population sd and clip it to
+    mean -+ ``clip_sigma``·sd (``clip="clamp"`` clamps, ``"drop"`` ignores values outside and gives
+    outside batch losses p = 0); then
+      * ``rule="pmf"`` (ADONIS): histogram the clipped history (``bins`` rule on its size n,
+        numpy.histogram float64 edges) and set p_i = count[bin(l_i)] / n; a candidate has
+        p_i > ``threshold``; ``keep="bernoulli"`` keeps each candidate with probability
+        ``keep_fraction``, ``"fraction"`` keeps exactly ceil(keep_fraction·|C|) random candidates,
+        ``"top"`` the ceil(keep_fraction·|C|) with the highest p;
+      * ``rule="cdf"`` (Selective-Backprop): p_i = percentileofscore(H, l_i, kind="rank")/100
+        raised to ``beta``, kept with probability p_i.
+    Uniforms are Philox draws keyed by (``seed``, ``offset``, ``keys[i]`` or i), so CPU and CUDA
+    return identical masks and p.
+
+    Args:
+        history (Tensor[capacity]): float32 or float64 ring buffer, 1 <= capacity <= 65536.
+        state (Tensor[2]): int64 (length, write position) of the ring buffer; start from zeros.
+        losses (Tensor[B]): per-sample losses, the dtype of ``history``.
+        keys (Tensor[B], optional): int64 dataset indices that key the random draws.
+        skip_nonfinite: ignore NaN/Inf losses (not appended, p = 0, not kept) instead of raising.
+            On CUDA they are always skipped, since raising would need a host sync.
+
+    Returns:
+        (keep, p): Tensor[B] bool and Tensor[B] float64.
+    """
+    for name, value in (("history", history), ("state", state), ("losses", losses)):
+        _check_tensor(name, value)
+    _check_device("histogram_select", "losses", losses.device)
+    if history.dtype not in (torch.float32, torch.float64):
+        raise TypeError(f"history must be float32 or float64, got {history.dtype}")
+    if losses.dtype != history.dtype:
+        raise TypeError(f"losses must have the dtype of history ({history.dtype}), got {losses.dtype}")
+    rule_id = _choice("rule", rule, SELECT_RULES)
+    clip_id = _choice("clip", clip if clip_sigma is not None else None, CLIP_MODES)
+    keep_id = _choice("keep", keep, KEEP_MODES)
+    if rule == "cdf" and keep != "bernoulli":
+        raise ValueError(f"keep must be 'bernoulli' with rule='cdf' (Selective-Backprop draws Bernoulli(p)), got {keep!r}")
+    if isinstance(bins, str):
+        bin_rule, fixed = BIN_RULES.get(bins, -1), 1
+        if bin_rule < 0:
+            raise ValueError(f"bins must be an int or one of {sorted(BIN_RULES)}, got {bins!r}")
+    else:
+        if isinstance(bins, bool) or not isinstance(bins, int) or not 1 <= bins <= MAX_SELECT_BINS:
+            raise ValueError(f"bins must be an int in [1, {MAX_SELECT_BINS}] or one of {sorted(BIN_RULES)}, got {bins!r}")
+        bin_rule, fixed = 0, bins
+    sigma = 0.0 if clip_sigma is None else float(clip_sigma)
+    return torch.ops.dsampling.histogram_select.default(
+        history, state, losses, rule_id, bin_rule, fixed, float(threshold), sigma, clip_id, float(keep_fraction),
+        keep_id, float(beta), bool(skip_nonfinite), _as_int64(seed, "seed"), _as_int64(offset, "offset"), keys,
+    )
+
+
 # ----------------------------------------------------------------------------- fake kernels
 
 
@@ -197,3 +282,22 @@ def _loss_histogram_fake(values: Tensor, bins: int, range: Optional[list[float]]
         )
         torch._check(range[0] <= range[1], lambda: f"loss_histogram: range must have min <= max, got ({range[0]}, {range[1]})")
     return values.new_empty(bins, dtype=torch.int64), values.new_empty(bins + 1)
+
+
+@torch.library.register_fake("dsampling::histogram_select")
+def _histogram_select_fake(history, state, losses, rule, bin_rule, bins, threshold, clip_sigma, clip_mode,
+                           keep_fraction, keep_mode, beta, skip_nonfinite, seed, offset, keys=None):
+    op = "histogram_select: "
+    torch._check(history.dtype in (torch.float32, torch.float64),
+                 lambda: f"{op}history must be float32 or float64, got {history.dtype}")
+    torch._check(history.dim() == 1 and 1 <= history.numel() <= MAX_HISTORY,
+                 lambda: f"{op}history must be a contiguous 1-D tensor of 1 to 65536 values, got shape {tuple(history.shape)}")
+    torch._check(state.dtype == torch.int64 and state.shape == (2,),
+                 lambda: f"{op}state must be a contiguous int64 tensor of shape [2] (length, write position)")
+    torch._check(losses.dtype == history.dtype, lambda: f"{op}losses must have the dtype of history")
+    torch._check(losses.dim() == 1 and losses.numel() >= 1, lambda: f"{op}losses must be a non-empty 1-D tensor")
+    if keys is not None:
+        torch._check(keys.dtype == torch.int64 and keys.shape == losses.shape,
+                     lambda: f"{op}keys must be an int64 tensor of shape [{losses.numel()}] (one per loss)")
+    torch._check(0 <= keep_fraction <= 1, lambda: f"{op}keep_fraction must be in [0, 1], got {keep_fraction}")
+    return losses.new_empty(losses.shape, dtype=torch.bool), losses.new_empty(losses.shape, dtype=torch.float64)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 
@@ -42,3 +44,126 @@ def histogram_composite(values: torch.Tensor, bins: int) -> tuple[torch.Tensor, 
         lo, hi = lo - 0.5, hi + 0.5
     counts = torch.histc(values, bins=bins, min=lo, max=hi)
     return counts, torch.linspace(lo, hi, bins + 1, device=values.device)
+
+
+def lane_tree_sum(values: torch.Tensor, lanes: int = 256) -> torch.Tensor:
+    """Sum in the order of csrc/common/selection.h: lane t adds slots t, t+lanes, ... in turn,
+    then a binary tree over the lanes."""
+    n = values.numel()
+    padded = torch.zeros((n + lanes - 1) // lanes * lanes, dtype=torch.float64, device=values.device)
+    padded[:n] = values
+    partial = torch.zeros(lanes, dtype=torch.float64, device=values.device)
+    for row in padded.view(-1, lanes):
+        partial = partial + row
+    s = lanes // 2
+    while s:
+        partial = partial[:s] + partial[s : 2 * s]
+        s //= 2
+    return partial[0]
+
+
+def numpy_edges(first: float, last: float, k: int, device=None) -> torch.Tensor:
+    """numpy.histogram's float64 edges: linspace(first, last, k + 1) after the empty-range expansion."""
+    if first == last:
+        first, last = first - 0.5, last + 0.5
+    step = (last - first) / k
+    j = torch.arange(k + 1, dtype=torch.float64, device=device)
+    edges = (j * step if step != 0 else j / k * (last - first)) + first
+    edges[-1] = last
+    return edges
+
+
+def bin_of(values: torch.Tensor, edges: torch.Tensor) -> torch.Tensor:
+    """edges[j] <= v < edges[j+1], the last bin closed; -1 outside."""
+    k = edges.numel() - 1
+    b = torch.bucketize(values, edges, right=True) - 1
+    b = torch.where(values == edges[-1], torch.full_like(b, k - 1), b)
+    return torch.where((values < edges[0]) | (values > edges[-1]), torch.full_like(b, -1), b)
+
+
+class HistogramSelectReference:
+    """Pure-PyTorch histogram_select with its own history, step by step as SPEC section 2 says.
+
+    Also the composite a user would write; the benchmarks time it against the fused op.
+    """
+
+    def __init__(self, capacity: int, device=None):
+        self.capacity = capacity
+        self.history = torch.zeros(capacity, dtype=torch.float64, device=device)
+        self.length = 0
+        self.pos = 0
+
+    def __call__(self, losses, *, rule="pmf", bins="sturges", threshold=0.1, clip_sigma=1.0, clip="clamp",
+                 keep_fraction=0.3, keep="bernoulli", beta=2.0, seed=0, offset=0, keys=None):
+        from dsampling_ext.ops import bin_count
+
+        losses = losses.double()
+        finite = torch.isfinite(losses)
+        new = losses[finite]
+        count = new.numel()
+        new = new[-self.capacity :]  # a batch longer than the buffer leaves only its last values
+        slots = (self.pos + (count - new.numel()) + torch.arange(new.numel(), device=new.device)) % self.capacity
+        self.history[slots] = new
+        self.pos = (self.pos + count) % self.capacity
+        self.length = min(self.length + count, self.capacity)
+        h = self.history[: self.length]
+        mode = clip if clip_sigma is not None else None
+        lo = hi = None
+        if mode is not None:
+            mean = lane_tree_sum(h) / self.length
+            d = h - mean
+            sd = torch.sqrt(lane_tree_sum(d * d) / self.length)
+            lo, hi = mean - clip_sigma * sd, mean + clip_sigma * sd
+        if mode == "clamp":
+            hc, lc, inside = h.clamp(lo, hi), losses.clamp(lo, hi), finite
+        elif mode == "drop":
+            hc, lc = h[(h >= lo) & (h <= hi)], losses
+            inside = finite & (losses >= lo) & (losses <= hi)
+        else:
+            hc, lc, inside = h, losses, finite
+        n = hc.numel()
+        p = torch.zeros_like(losses)
+        if n and rule == "pmf":
+            k = bin_count(bins, n)
+            edges = numpy_edges(hc.min().item(), hc.max().item(), k, device=h.device)
+            counts = torch.bincount(bin_of(hc, edges), minlength=k)
+            b = bin_of(lc, edges)
+            p = torch.where(inside & (b >= 0), counts[b.clamp_min(0)].double() / n, p)
+        elif n:
+            left = (hc[None, :] < lc[:, None]).sum(1)
+            right = (hc[None, :] <= lc[:, None]).sum(1)
+            pct = (left + right + (left < right).long()).double() / (2.0 * n)
+            powered = torch.ones_like(pct)
+            if float(beta).is_integer():
+                for _ in range(int(beta)):
+                    powered = powered * pct
+            else:
+                powered = pct**beta
+            p = torch.where(inside, powered, p)
+        positions = torch.arange(losses.numel()) if keys is None else keys.cpu()
+        u = torch.from_numpy(philox_words(positions.numpy(), seed, offset)).to(losses.device)
+        u = (u >> 8).double() * 2.0**-24
+        if rule == "cdf":
+            return u < p, p
+        cand = p > threshold
+        if keep == "bernoulli":
+            return cand & (u < keep_fraction), p
+        idx = cand.nonzero().flatten().tolist()
+        if keep == "fraction":
+            order = sorted(idx, key=lambda i: (u[i].item(), i))
+        else:
+            order = sorted(idx, key=lambda i: (-p[i].item(), u[i].item(), i))
+        m = math.ceil(keep_fraction * len(idx))
+        mask = torch.zeros_like(cand)
+        mask[order[:m]] = True
+        return mask, p
+
+
+def philox_words(elements: np.ndarray, seed: int, offset: int) -> np.ndarray:
+    """Word 0 of block `element` (counter = element, offset): element_uniform's draw 0, as int64."""
+    seed, offset = seed % 2**64, offset % 2**64
+    e = elements.astype(np.uint64)
+    counter = np.stack(
+        [e & MASK, e >> np.uint64(32), np.full_like(e, offset & 0xFFFFFFFF), np.full_like(e, offset >> 32)], axis=1
+    )
+    return philox4x32_10(counter, seed & 0xFFFFFFFF, seed >> 32)[:, 0].astype(np.int64)

@@ -48,5 +48,48 @@ inline void philox4x32_10(const at::Tensor& counter) {
               "_philox4x32_10: counter must have shape [N, 4], got ", counter.sizes());
 }
 
+inline void histogram_select(const at::Tensor& history, const at::Tensor& state, const at::Tensor& losses,
+                             int64_t rule, int64_t bin_rule, int64_t bins, double threshold, double clip_sigma,
+                             int64_t clip_mode, double keep_fraction, int64_t keep_mode, double beta,
+                             const std::optional<at::Tensor>& keys) {
+  const char* op = "histogram_select: ";
+  if (keys.has_value()) {
+    TORCH_CHECK(keys->scalar_type() == at::kLong && keys->dim() == 1 && keys->numel() == losses.numel(), op,
+                "keys must be an int64 tensor of shape [", losses.numel(), "] (one per loss), got ",
+                keys->scalar_type(), " ", keys->sizes());
+    TORCH_CHECK(keys->device() == losses.device(), op, "keys must be on the device of losses (", losses.device(),
+                "), got ", keys->device());
+  }
+  TORCH_CHECK(history.scalar_type() == at::kFloat || history.scalar_type() == at::kDouble, op,
+              "history must be float32 or float64, got ", history.scalar_type());
+  TORCH_CHECK(history.dim() == 1 && history.is_contiguous() && history.numel() >= 1 && history.numel() <= 65536, op,
+              "history must be a contiguous 1-D tensor of 1 to 65536 values, got shape ", history.sizes());
+  TORCH_CHECK(state.scalar_type() == at::kLong && state.dim() == 1 && state.numel() == 2 && state.is_contiguous(), op,
+              "state must be a contiguous int64 tensor of shape [2] (length, write position), got ",
+              state.scalar_type(), " ", state.sizes());
+  TORCH_CHECK(losses.scalar_type() == history.scalar_type(), op, "losses must have the dtype of history (",
+              history.scalar_type(), "), got ", losses.scalar_type());
+  TORCH_CHECK(losses.dim() == 1 && losses.numel() >= 1, op, "losses must be a non-empty 1-D tensor, got shape ",
+              losses.sizes());
+  TORCH_CHECK(history.device() == state.device() && history.device() == losses.device(), op,
+              "history, state and losses must be on one device, got ", history.device(), ", ", state.device(), ", ",
+              losses.device());
+  TORCH_CHECK(rule == 0 || rule == 1, op, "rule must be 0 (pmf) or 1 (cdf), got ", rule);
+  TORCH_CHECK(bin_rule >= 0 && bin_rule <= 3, op, "bin_rule must be 0 (fixed), 1 (sturges), 2 (sqrt) or 3 (rice), got ",
+              bin_rule);
+  TORCH_CHECK(bin_rule != 0 || (bins >= 1 && bins <= 2048), op, "bins must be in [1, 2048], got ", bins);
+  TORCH_CHECK(std::isfinite(threshold) && threshold >= 0.0, op, "threshold must be finite and >= 0, got ", threshold);
+  TORCH_CHECK(clip_mode >= 0 && clip_mode <= 2, op, "clip_mode must be 0 (none), 1 (clamp) or 2 (drop), got ",
+              clip_mode);
+  TORCH_CHECK(std::isfinite(clip_sigma) && clip_sigma >= 0.0, op, "clip_sigma must be finite and >= 0, got ",
+              clip_sigma);
+  TORCH_CHECK(keep_fraction >= 0.0 && keep_fraction <= 1.0, op, "keep_fraction must be in [0, 1], got ",
+              keep_fraction);
+  TORCH_CHECK(keep_mode >= 0 && keep_mode <= 2, op, "keep_mode must be 0 (bernoulli), 1 (fraction) or 2 (top), got ",
+              keep_mode);
+  TORCH_CHECK(rule == 0 || keep_mode == 0, op, "keep_mode must be 0 (bernoulli) with rule 1 (cdf), got ", keep_mode);
+  TORCH_CHECK(std::isfinite(beta) && beta >= 0.0, op, "beta must be finite and >= 0, got ", beta);
+}
+
 }  // namespace checks
 }  // namespace dsampling

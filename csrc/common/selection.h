@@ -1,0 +1,77 @@
+// Per-sample selection math of histogram_select, shared by the CPU and CUDA kernels.
+//
+// Sums over the loss history use one fixed order on both devices: kLanes lanes, lane t adding
+// slots t, t + kLanes, ... in turn, then a binary tree over the lanes (lane t += lane t + s for
+// s = kLanes/2, ..., 1). The CUDA kernel runs one block of kLanes threads in exactly that order,
+// so the mean and standard deviation, and with them the clip bounds, agree to the bit.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+
+#include "common/macros.h"
+#include "common/rounding.h"
+
+namespace dsampling {
+namespace selection {
+
+constexpr int kLanes = 256;
+constexpr int64_t kMaxHistory = 65536;
+constexpr int64_t kMaxBins = 2048;
+
+enum Rule : int64_t { kPmf = 0, kCdf = 1 };
+enum ClipMode : int64_t { kNoClip = 0, kClamp = 1, kDrop = 2 };
+enum KeepMode : int64_t { kBernoulli = 0, kFraction = 1, kTop = 2 };
+
+struct ClipBounds {
+  double lo, hi;
+  int64_t mode;
+};
+
+// mean -+ sigma * sd; sd is the population standard deviation (ddof = 0).
+DS_INLINE ClipBounds clip_bounds(double mean, double sd, double sigma, int64_t mode) {
+  const double half_width = mul_rn(sigma, sd);
+  return {sub_rn(mean, half_width), add_rn(mean, half_width), mode};
+}
+
+// The clipped value of v; false when the drop mode ignores it.
+DS_INLINE bool clip(double v, const ClipBounds& b, double* out) {
+  if (b.mode == kClamp) {
+    *out = v < b.lo ? b.lo : (v > b.hi ? b.hi : v);
+    return true;
+  }
+  *out = v;
+  return b.mode == kNoClip || (v >= b.lo && v <= b.hi);
+}
+
+// scipy.stats.percentileofscore(H, l, kind="rank") / 100, from left = #(H < l), right = #(H <= l).
+DS_INLINE double percentile(int64_t left, int64_t right, int64_t n) {
+  return static_cast<double>(left + right + (left < right ? 1 : 0)) / (2.0 * static_cast<double>(n));
+}
+
+// x ** beta. Whole exponents up to 64 multiply in a fixed order, so both devices round alike;
+// other exponents use pow, whose last bit may differ between the CPU and CUDA libraries.
+DS_INLINE double power(double x, double beta) {
+  if (beta == floor(beta) && beta >= 0.0 && beta <= 64.0) {
+    double r = 1.0;
+    for (int i = 0; i < static_cast<int>(beta); ++i) r = mul_rn(r, x);
+    return r;
+  }
+  return pow(x, beta);
+}
+
+// Number of candidates kept by the fraction and top modes: ceil(alpha * candidates) in float64.
+DS_INLINE int64_t kept_count(double keep_fraction, int64_t candidates) {
+  return static_cast<int64_t>(ceil(mul_rn(keep_fraction, static_cast<double>(candidates))));
+}
+
+// Whether candidate j comes before candidate i: by uniform u (fraction mode), or by higher p,
+// then u (top mode); ties go to the lower index, so the order is total and device independent.
+DS_INLINE bool ranks_before(int64_t mode, double p_j, float u_j, int64_t j, double p_i, float u_i, int64_t i) {
+  if (mode == kTop && p_j != p_i) return p_j > p_i;
+  if (u_j != u_i) return u_j < u_i;
+  return j < i;
+}
+
+}  // namespace selection
+}  // namespace dsampling

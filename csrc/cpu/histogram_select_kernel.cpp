@@ -1,0 +1,167 @@
+#include <ATen/Dispatch.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <limits>
+#include <numeric>
+#include <vector>
+
+#include "common/binning.h"
+#include "common/checks.h"
+#include "common/philox.h"
+#include "common/selection.h"
+
+namespace dsampling {
+namespace {
+
+using selection::kLanes;
+
+// Sum of f(0..n-1) in the lane/tree order of common/selection.h.
+template <typename F>
+double lane_tree_sum(int64_t n, const F& f) {
+  double partial[kLanes] = {0.0};
+  for (int64_t j = 0; j < n; ++j) partial[j % kLanes] = add_rn(partial[j % kLanes], f(j));
+  for (int s = kLanes / 2; s > 0; s >>= 1) {
+    for (int t = 0; t < s; ++t) partial[t] = add_rn(partial[t], partial[t + s]);
+  }
+  return partial[0];
+}
+
+std::tuple<at::Tensor, at::Tensor> histogram_select_cpu(
+    const at::Tensor& history, const at::Tensor& state, const at::Tensor& losses, int64_t rule, int64_t bin_rule,
+    int64_t bins, double threshold, double clip_sigma, int64_t clip_mode, double keep_fraction, int64_t keep_mode,
+    double beta, bool skip_nonfinite, int64_t seed, int64_t offset, const std::optional<at::Tensor>& keys) {
+  checks::histogram_select(history, state, losses, rule, bin_rule, bins, threshold, clip_sigma, clip_mode,
+                           keep_fraction, keep_mode, beta, keys);
+  TORCH_CHECK(history.is_cpu(), "histogram_select: history must be a CPU tensor, got ", history.device());
+  const int64_t capacity = history.numel();
+  int64_t* st = state.mutable_data_ptr<int64_t>();
+  TORCH_CHECK(st[0] >= 0 && st[0] <= capacity && st[1] >= 0 && st[1] < capacity,
+              "histogram_select: state must hold a length in [0, ", capacity, "] and a write position in [0, ",
+              capacity, "), got (", st[0], ", ", st[1], ")");
+  const at::Tensor x = losses.contiguous();
+  const int64_t batch = x.numel();
+  const at::Tensor key_tensor = keys.has_value() ? keys->contiguous() : at::Tensor();
+  const int64_t* key = keys.has_value() ? key_tensor.const_data_ptr<int64_t>() : nullptr;
+  // Draw i is keyed by keys[i] (a dataset index) when given, else by the position i.
+  const auto draw = [&](int64_t i) {
+    return philox::element_uniform(seed, offset, static_cast<uint64_t>(key ? key[i] : i), 0);
+  };
+  at::Tensor keep = at::empty({batch}, x.options().dtype(at::kBool));
+  at::Tensor p = at::empty({batch}, x.options().dtype(at::kDouble));
+  bool* keep_out = keep.mutable_data_ptr<bool>();
+  double* p_out = p.mutable_data_ptr<double>();
+
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "histogram_select_cpu", [&] {
+    const scalar_t* l = x.const_data_ptr<scalar_t>();
+    scalar_t* h = history.mutable_data_ptr<scalar_t>();
+    if (!skip_nonfinite) {
+      for (int64_t i = 0; i < batch; ++i) {
+        TORCH_CHECK(std::isfinite(static_cast<double>(l[i])), "histogram_select: losses must be finite, got ",
+                    static_cast<double>(l[i]), " at index ", i, " (skip_nonfinite=True ignores such losses)");
+      }
+    }
+    // 1. Append the batch to the ring buffer; the valid slots are always [0, length).
+    int64_t length = st[0], pos = st[1];
+    for (int64_t i = 0; i < batch; ++i) {
+      if (!std::isfinite(static_cast<double>(l[i]))) continue;
+      h[pos] = l[i];
+      pos = pos + 1 == capacity ? 0 : pos + 1;
+      length = std::min(length + 1, capacity);
+    }
+    st[0] = length;
+    st[1] = pos;
+
+    // 2. Moments of the raw history and the clip bounds.
+    const auto value = [h](int64_t j) { return static_cast<double>(h[j]); };
+    selection::ClipBounds bounds{0.0, 0.0, selection::kNoClip};
+    if (clip_mode != selection::kNoClip && length > 0) {
+      const double mean = div_rn(lane_tree_sum(length, value), static_cast<double>(length));
+      const double var = div_rn(lane_tree_sum(length, [&](int64_t j) {
+                                  const double d = sub_rn(value(j), mean);
+                                  return mul_rn(d, d);
+                                }),
+                                static_cast<double>(length));
+      bounds = selection::clip_bounds(mean, std::sqrt(var), clip_sigma, clip_mode);
+    }
+
+    // 3. The clipped history, its range and histogram (numpy float64 semantics).
+    std::vector<double> clipped;
+    clipped.reserve(length);
+    for (int64_t j = 0; j < length; ++j) {
+      double c;
+      if (selection::clip(value(j), bounds, &c)) clipped.push_back(c);
+    }
+    const int64_t n = static_cast<int64_t>(clipped.size());
+    std::vector<double> edges;
+    std::vector<int64_t> counts;
+    std::vector<double> sorted;
+    int32_t k = 0;
+    if (n > 0 && rule == selection::kPmf) {
+      k = static_cast<int32_t>(binning::bin_count(bin_rule, n, bins));
+      const auto [mn, mx] = std::minmax_element(clipped.begin(), clipped.end());
+      const binning::OuterEdges<double> outer = binning::outer_edges<double>(*mn, *mx);
+      edges.resize(k + 1);
+      for (int32_t j = 0; j <= k; ++j) edges[j] = binning::linspace_edge<double>(j, k, outer.first, outer.last);
+      counts.assign(k, 0);
+      const double denom = sub_rn(outer.last, outer.first);
+      const auto edge = [&edges](int32_t j) { return edges[j]; };
+      for (const double c : clipped) {
+        const int32_t b = binning::bin_index<double, double>(c, edge, k, denom);
+        if (b >= 0) ++counts[b];
+      }
+    } else if (n > 0) {
+      sorted = clipped;
+      std::sort(sorted.begin(), sorted.end());
+    }
+
+    // 4. p of each batch loss, the candidates and the Bernoulli draws.
+    std::vector<int64_t> candidates;
+    for (int64_t i = 0; i < batch; ++i) {
+      double c;
+      const double v = static_cast<double>(l[i]);
+      double pi = 0.0;
+      if (n > 0 && std::isfinite(v) && selection::clip(v, bounds, &c)) {
+        if (rule == selection::kPmf) {
+          const auto edge = [&edges](int32_t j) { return edges[j]; };
+          const int32_t b = binning::bin_index<double, double>(c, edge, k, sub_rn(edges[k], edges[0]));
+          pi = b >= 0 ? div_rn(static_cast<double>(counts[b]), static_cast<double>(n)) : 0.0;
+        } else {
+          const int64_t left = std::lower_bound(sorted.begin(), sorted.end(), c) - sorted.begin();
+          const int64_t right = std::upper_bound(sorted.begin(), sorted.end(), c) - sorted.begin();
+          pi = selection::power(selection::percentile(left, right, n), beta);
+        }
+      }
+      p_out[i] = pi;
+      const float u = draw(i);
+      if (rule == selection::kCdf) {
+        keep_out[i] = static_cast<double>(u) < pi;
+      } else if (keep_mode == selection::kBernoulli) {
+        keep_out[i] = pi > threshold && static_cast<double>(u) < keep_fraction;
+      } else {
+        keep_out[i] = false;
+        if (pi > threshold) candidates.push_back(i);
+      }
+    }
+
+    // 5. Fraction and top modes: the first ceil(alpha * |C|) candidates in rank order.
+    if (!candidates.empty()) {
+      std::sort(candidates.begin(), candidates.end(), [&](int64_t a, int64_t b) {
+        return selection::ranks_before(keep_mode, p_out[a], draw(a), a, p_out[b], draw(b), b);
+      });
+      const int64_t m = std::min<int64_t>(selection::kept_count(keep_fraction, candidates.size()), candidates.size());
+      for (int64_t r = 0; r < m; ++r) keep_out[candidates[r]] = true;
+    }
+  });
+  return {keep, p};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(dsampling, CPU, m) {
+  m.impl("histogram_select", &histogram_select_cpu);
+}
+
+}  // namespace dsampling

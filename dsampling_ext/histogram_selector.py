@@ -1,0 +1,344 @@
+"""ADONIS loss-histogram sampling and Selective-Backprop (SPEC section 2).
+
+ADONIS: Lightweight and Elegant Data Reduction Strategies for Training Acceleration of CNNs,
+Mathematics 11(14):3120, 2023, Alg. 1 with the sigma-clipping and alpha-selection of its text.
+Selective-Backprop: Jiang et al., "Accelerating Deep Learning by Focusing on the Biggest
+Losers", 2019 (rule="cdf").
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Iterable, Iterator, Optional, Union
+
+import torch
+from torch import Tensor, nn
+from torch.utils import _pytree as pytree
+
+from . import ops
+from .accumulate import BatchAccumulator
+
+__all__ = ["LossCache", "LossHistogramSelector", "selective_batches"]
+
+
+def _require_int(name: str, value, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+    return value
+
+
+def _require_float(name: str, value, low: float, high: float = math.inf) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (low <= value <= high) or math.isnan(value):
+        raise ValueError(f"{name} must be a number in [{low}, {high}], got {value!r}")
+    return float(value)
+
+
+class LossHistogramSelector:
+    """Choose which samples of a forward batch get a backward pass, from their losses.
+
+    Defaults reproduce ADONIS (seed 003): a history of the last 512 losses, clipped at
+    mean -+ 1 sd (clamped), Sturges bins, p = the PMF of the sample's loss bin, candidates
+    p > 0.1 (the paper's Table A2 says 0.12, its Appendix B calls 0.1 optimal), each kept with
+    probability 0.3, after 1 warm-up epoch (the paper gives no default; the SB code primes with
+    one epoch). ``rule="cdf"`` is Selective-Backprop: p = (percentile of the loss in the history)
+    ** beta, kept with probability p; use :meth:`selective_backprop` for its defaults
+    (history 1024, beta 2, no clipping).
+
+    Call :meth:`set_epoch` at the start of each epoch (warm-up and the loss cache count epochs),
+    then :meth:`select` on each forward batch's per-sample losses. The history lives on the
+    device of the losses and moves with them; state_dict() / load_state_dict() resume exactly.
+
+    Args:
+        history: length of the loss history (ring buffer), 1..65536.
+        bins: "sturges" (default), "sqrt", "rice" (on the clipped history's size) or an int.
+        clip_sigma: clip at mean -+ clip_sigma * sd of the history (ddof 0); None turns clipping off.
+        clip: "clamp" (default) clamps history and batch losses to the bounds; "drop" ignores
+            history values outside them and gives batch losses outside them p = 0.
+        threshold: PMF threshold theta; a sample is a candidate iff p > threshold.
+        keep_fraction: alpha, the share of candidates kept.
+        keep: "bernoulli" (default: each candidate with probability alpha), "fraction" (exactly
+            ceil(alpha * |C|) random candidates) or "top" (the ceil(alpha * |C|) with highest p).
+        rule: "pmf" (ADONIS) or "cdf" (Selective-Backprop).
+        beta: the exponent of the CDF rule.
+        warmup_epochs: omega, epochs of ordinary training (every sample kept) before selecting.
+        staleness: eta, epochs a cached loss stays usable (see :class:`LossCache`).
+        seed: seed of the Philox draws.
+        nan: "error" (default) raises on NaN/Inf losses; "ignore" leaves them out of the history
+            and never keeps them.
+    """
+
+    def __init__(
+        self,
+        history: int = 512,
+        bins: Union[int, str] = "sturges",
+        clip_sigma: Optional[float] = 1.0,
+        clip: str = "clamp",
+        threshold: float = 0.1,
+        keep_fraction: float = 0.3,
+        keep: str = "bernoulli",
+        rule: str = "pmf",
+        beta: float = 2.0,
+        warmup_epochs: int = 1,
+        staleness: int = 1,
+        seed: int = 0,
+        nan: str = "error",
+    ):
+        self.history = _require_int("history", history, 1)
+        if history > ops.MAX_HISTORY:
+            raise ValueError(f"history must be at most {ops.MAX_HISTORY}, got {history}")
+        if isinstance(bins, str):
+            ops.bin_count(bins, 1)  # validates the rule name
+        elif isinstance(bins, bool) or not isinstance(bins, int) or not 1 <= bins <= ops.MAX_SELECT_BINS:
+            raise ValueError(f"bins must be an int in [1, {ops.MAX_SELECT_BINS}] or one of {sorted(ops.BIN_RULES)}, got {bins!r}")
+        self.bins = bins
+        self.clip_sigma = None if clip_sigma is None else _require_float("clip_sigma", clip_sigma, 0.0)
+        ops._choice("clip", clip, {"clamp": 1, "drop": 2})
+        self.clip = clip
+        self.threshold = _require_float("threshold", threshold, 0.0)
+        self.keep_fraction = _require_float("keep_fraction", keep_fraction, 0.0, 1.0)
+        ops._choice("keep", keep, ops.KEEP_MODES)
+        ops._choice("rule", rule, ops.SELECT_RULES)
+        if rule == "cdf" and keep != "bernoulli":
+            raise ValueError(f"keep must be 'bernoulli' with rule='cdf', got {keep!r}")
+        self.keep, self.rule = keep, rule
+        self.beta = _require_float("beta", beta, 0.0)
+        self.warmup_epochs = _require_int("warmup_epochs", warmup_epochs, 0)
+        self.staleness = _require_int("staleness", staleness, 1)
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+        self.seed = seed
+        ops._choice("nan", nan, {"error": 0, "ignore": 1})
+        self.nan = nan
+        self.epoch = 0
+        self.calls = 0  # selection steps so far: the Philox offset of the next one
+        self._history: Optional[Tensor] = None
+        self._state: Optional[Tensor] = None
+        self.last_p: Optional[Tensor] = None
+
+    @classmethod
+    def selective_backprop(cls, history: int = 1024, beta: float = 2.0, **kwargs) -> "LossHistogramSelector":
+        """Selective-Backprop's defaults: CDF rule, history 1024, beta 2, no clipping."""
+        kwargs.setdefault("clip_sigma", None)
+        return cls(history=history, beta=beta, rule="cdf", **kwargs)
+
+    def __repr__(self) -> str:
+        return (f"LossHistogramSelector(rule={self.rule!r}, history={self.history}, bins={self.bins!r}, "
+                f"clip_sigma={self.clip_sigma}, clip={self.clip!r}, threshold={self.threshold}, "
+                f"keep_fraction={self.keep_fraction}, keep={self.keep!r}, beta={self.beta}, "
+                f"warmup_epochs={self.warmup_epochs}, staleness={self.staleness}, seed={self.seed})")
+
+    def set_epoch(self, epoch: int) -> None:
+        """Set the current epoch (0-based), as with DistributedSampler."""
+        self.epoch = _require_int("epoch", epoch, 0)
+
+    @property
+    def in_warmup(self) -> bool:
+        return self.epoch < self.warmup_epochs
+
+    @property
+    def loss_history(self) -> Optional[Tensor]:
+        """The current history values (a copy, oldest first), or None before the first selection."""
+        if self._history is None:
+            return None
+        length, pos = (int(v) for v in self._state.tolist())
+        if length < self.history:
+            return self._history[:length].clone()
+        return torch.cat([self._history[pos:], self._history[:pos]])
+
+    def select(self, losses: Tensor, indices: Optional[Tensor] = None) -> Tensor:
+        """Keep mask for a forward batch.
+
+        Args:
+            losses (Tensor[B]): per-sample losses (e.g. ``cross_entropy(..., reduction="none")``),
+                float16/bfloat16/float32/float64; detached here.
+            indices (Tensor[B], optional): dataset indices of the samples; when given, each
+                sample's random draw is keyed by its index instead of its batch position.
+
+        Returns:
+            Tensor[B] bool on the device of ``losses``. During warm-up every sample is kept and
+            the history is not touched (Alg. 1, lines 11-16).
+        """
+        if not isinstance(losses, Tensor):
+            raise TypeError(f"losses must be a torch.Tensor, got {type(losses).__name__}")
+        if losses.dim() != 1 or losses.numel() == 0:
+            raise ValueError(f"losses must be a non-empty 1-D tensor, got shape {tuple(losses.shape)}")
+        if losses.dtype not in ops.LOSS_DTYPES:
+            raise TypeError(f"losses must be float16, bfloat16, float32 or float64, got {losses.dtype}")
+        keys = None
+        if indices is not None:
+            if not isinstance(indices, Tensor) or indices.shape != losses.shape or indices.dtype not in (torch.int32, torch.int64):
+                raise ValueError(f"indices must be an int32/int64 tensor of shape {tuple(losses.shape)}, got "
+                                 f"{getattr(indices, 'dtype', type(indices))} {tuple(getattr(indices, 'shape', ()))}")
+            if indices.numel() and int(indices.min()) < 0:
+                raise ValueError("indices must be >= 0")
+            keys = indices.to(device=losses.device, dtype=torch.int64)
+        losses = losses.detach()
+        if self.nan == "error" and not bool(torch.isfinite(losses).all()):
+            bad = int((~torch.isfinite(losses)).nonzero()[0])
+            raise ValueError(f"losses must be finite, got {losses[bad].item()} at index {bad} (nan='ignore' skips such losses)")
+        if self.in_warmup:
+            self.last_p = None
+            return torch.ones(losses.shape, dtype=torch.bool, device=losses.device)
+        dtype = torch.float64 if losses.dtype == torch.float64 else torch.float32
+        if self._history is None:
+            self._history = torch.zeros(self.history, dtype=dtype, device=losses.device)
+            self._state = torch.zeros(2, dtype=torch.int64, device=losses.device)
+        elif self._history.device != losses.device:
+            self._history, self._state = self._history.to(losses.device), self._state.to(losses.device)
+        keep, p = ops.histogram_select(
+            self._history, self._state, losses.to(self._history.dtype), rule=self.rule, bins=self.bins,
+            threshold=self.threshold, clip_sigma=self.clip_sigma, clip=self.clip, keep_fraction=self.keep_fraction,
+            keep=self.keep, beta=self.beta, skip_nonfinite=self.nan == "ignore", seed=self.seed,
+            offset=self.calls, keys=keys,
+        )
+        self.calls += 1
+        self.last_p = p
+        return keep
+
+    def state_dict(self) -> dict:
+        return dict(
+            config=repr(self), epoch=self.epoch, calls=self.calls,
+            history=None if self._history is None else self._history.clone(),
+            state=None if self._state is None else self._state.clone(),
+        )
+
+    def load_state_dict(self, state: dict) -> None:
+        if state["config"] != repr(self):
+            raise ValueError(f"state was saved by {state['config']}, not by {self!r}")
+        self.epoch, self.calls = state["epoch"], state["calls"]
+        self._history = None if state["history"] is None else state["history"].clone()
+        self._state = None if state["state"] is None else state["state"].clone()
+
+
+class LossCache:
+    """Per-sample losses kept between epochs, keyed by dataset index (ADONIS's staleness eta).
+
+    A sample needs a fresh selection forward when it has no cached loss or its loss is
+    ``staleness`` or more epochs old; otherwise its cached loss is reused. Losses from the
+    training forward refresh the cache too (``update`` with them).
+
+    Args:
+        num_samples: dataset size N (indices are 0..N-1).
+        staleness: eta >= 1; 1 means a fresh forward every epoch.
+        device: where the cache lives (default CPU; move with ``to``).
+    """
+
+    def __init__(self, num_samples: int, staleness: int = 1, device: Union[torch.device, str, None] = None):
+        self.num_samples = _require_int("num_samples", num_samples, 1)
+        self.staleness = _require_int("staleness", staleness, 1)
+        self.losses = torch.zeros(num_samples, dtype=torch.float32, device=device)
+        self.updated_epoch = torch.full((num_samples,), -1, dtype=torch.int64, device=device)
+
+    def to(self, device) -> "LossCache":
+        self.losses, self.updated_epoch = self.losses.to(device), self.updated_epoch.to(device)
+        return self
+
+    def _index(self, indices: Tensor) -> Tensor:
+        if not isinstance(indices, Tensor) or indices.dim() != 1 or indices.dtype not in (torch.int32, torch.int64):
+            raise ValueError(f"indices must be a 1-D int32/int64 tensor, got {getattr(indices, 'dtype', type(indices))}")
+        if indices.numel() and (int(indices.min()) < 0 or int(indices.max()) >= self.num_samples):
+            raise ValueError(f"indices must be in [0, {self.num_samples}), got range "
+                             f"[{int(indices.min())}, {int(indices.max())}]")
+        return indices.to(self.losses.device, torch.int64)
+
+    def needs_forward(self, indices: Tensor, epoch: int) -> Tensor:
+        """Bool mask: which of these samples need a fresh loss in ``epoch``."""
+        seen = self.updated_epoch[self._index(indices)]
+        return (seen < 0) | (epoch - seen >= self.staleness)
+
+    def update(self, indices: Tensor, losses: Tensor, epoch: int) -> None:
+        idx = self._index(indices)
+        if not isinstance(losses, Tensor) or losses.shape != idx.shape:
+            raise ValueError(f"losses must be a tensor of shape {tuple(idx.shape)}, got {tuple(getattr(losses, 'shape', ()))}")
+        self.losses[idx] = losses.detach().to(self.losses.device, self.losses.dtype)
+        self.updated_epoch[idx] = epoch
+
+    def lookup(self, indices: Tensor) -> Tensor:
+        idx = self._index(indices)
+        if bool((self.updated_epoch[idx] < 0).any()):
+            raise ValueError("lookup of samples that have no cached loss yet; call needs_forward/update first")
+        return self.losses[idx]
+
+    def state_dict(self) -> dict:
+        return dict(staleness=self.staleness, losses=self.losses.clone(), updated_epoch=self.updated_epoch.clone())
+
+    def load_state_dict(self, state: dict) -> None:
+        if state["losses"].shape != self.losses.shape or state["staleness"] != self.staleness:
+            raise ValueError("state is for a cache of another size or staleness")
+        self.losses = state["losses"].to(self.losses.device).clone()
+        self.updated_epoch = state["updated_epoch"].to(self.losses.device).clone()
+
+
+def _split_batch(batch: Any) -> tuple[Any, Tensor, Optional[Tensor]]:
+    if not isinstance(batch, (tuple, list)) or len(batch) not in (2, 3):
+        raise ValueError("the loader must yield (inputs, targets) or (inputs, targets, indices)")
+    return batch[0], batch[1], batch[2] if len(batch) == 3 else None
+
+
+def selective_batches(
+    loader: Iterable,
+    model: nn.Module,
+    loss_fn: Callable[[Any, Tensor], Tensor],
+    selector: LossHistogramSelector,
+    accumulator: BatchAccumulator,
+    *,
+    cache: Optional[LossCache] = None,
+    selection_mode: str = "eval",
+    device: Union[torch.device, str, None] = None,
+) -> Iterator[tuple]:
+    """One epoch of the ADONIS loop: selection forwards, then full training batches.
+
+    For each ``(inputs, targets[, indices])`` from ``loader``: unless in warm-up, compute the
+    per-sample losses with a no-grad forward (only for samples the ``cache`` says are stale;
+    ``selection_mode="eval"`` runs it in eval mode as the SB code does, "train" in train mode),
+    select with ``selector``, and add the kept samples to ``accumulator``; yield every full
+    batch ``(inputs, targets[, indices])`` of ``accumulator.batch_size`` samples, then at the end
+    what the accumulator's leftover policy releases. Pass the same accumulator every epoch for
+    ``leftover="carry"`` to carry samples over. ``loss_fn`` must return per-sample losses
+    (``reduction="none"``). Call ``selector.set_epoch(epoch)`` first.
+
+    Args:
+        device: where inputs go for the selection forward (default: where they are).
+    """
+    if selection_mode not in ("eval", "train"):
+        raise ValueError(f"selection_mode must be 'eval' or 'train', got {selection_mode!r}")
+    epoch = selector.epoch
+    for batch in loader:
+        inputs, targets, indices = _split_batch(batch)
+        if cache is not None and indices is None:
+            raise ValueError("a LossCache needs the loader to yield (inputs, targets, indices)")
+        size = targets.shape[0]
+        if selector.in_warmup:
+            keep = torch.ones(size, dtype=torch.bool)
+        else:
+            need = cache.needs_forward(indices, epoch).cpu() if cache is not None else torch.ones(size, dtype=torch.bool)
+            if bool(need.any()):
+                fresh = _selection_losses(model, loss_fn, inputs, targets, need, selection_mode, device)
+                if cache is None:
+                    losses = fresh
+                else:
+                    cache.update(indices[need.to(indices.device)], fresh, epoch)
+            if cache is not None:
+                losses = cache.lookup(indices)
+            keep = selector.select(losses, indices)
+        accumulator.add(tuple(batch), keep)
+        yield from accumulator.ready()
+    yield from accumulator.end_epoch()
+
+
+def _selection_losses(model, loss_fn, inputs, targets, need: Tensor, mode: str, device) -> Tensor:
+    select_rows = (lambda t: t[need.to(t.device)]) if not bool(need.all()) else (lambda t: t)
+    x = pytree.tree_map(lambda t: select_rows(t).to(device) if device is not None else select_rows(t), inputs)
+    y = select_rows(targets)
+    y = y.to(device) if device is not None else y
+    was_training = model.training
+    model.train(mode == "train")
+    try:
+        with torch.no_grad():
+            losses = loss_fn(model(x), y)
+    finally:
+        model.train(was_training)
+    if not isinstance(losses, Tensor) or losses.shape != y.shape[:1]:
+        raise ValueError(f"loss_fn must return per-sample losses of shape [{y.shape[0]}] (reduction='none'), "
+                         f"got {tuple(getattr(losses, 'shape', ()))}")
+    return losses

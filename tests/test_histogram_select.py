@@ -1,0 +1,225 @@
+"""The fused histogram_select op against the step-by-step PyTorch reference."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+import dsampling_ext
+from reference import HistogramSelectReference, bin_of, numpy_edges
+
+
+def make_state(capacity, dtype=torch.float32, device="cpu"):
+    return torch.zeros(capacity, dtype=dtype, device=device), torch.zeros(2, dtype=torch.int64, device=device)
+
+
+options = st.fixed_dictionaries(
+    {
+        "rule": st.sampled_from(["pmf", "cdf"]),
+        "bins": st.one_of(st.sampled_from(["sturges", "sqrt", "rice"]), st.integers(1, 40)),
+        "threshold": st.sampled_from([0.0, 0.05, 0.1, 0.12, 0.3]),
+        "clip_sigma": st.sampled_from([None, 0.0, 0.5, 1.0, 2.0]),
+        "clip": st.sampled_from(["clamp", "drop"]),
+        "keep_fraction": st.sampled_from([0.0, 0.3, 0.5, 1.0]),
+        "keep": st.sampled_from(["bernoulli", "fraction", "top"]),
+        "beta": st.sampled_from([0.0, 1.0, 2.0, 3.0]),
+        "seed": st.integers(-(2**63), 2**63 - 1),
+    }
+)
+
+
+@st.composite
+def loss_batches(draw):
+    pool = draw(st.lists(st.floats(0, 20, width=32), min_size=1, max_size=5))
+    batches = []
+    for _ in range(draw(st.integers(1, 6))):
+        size = draw(st.integers(1, 200))
+        if draw(st.booleans()):
+            batches.append(draw(st.lists(st.sampled_from(pool), min_size=size, max_size=size)))
+        else:
+            batches.append(draw(st.lists(st.floats(0, 20, width=32), min_size=size, max_size=size)))
+    return batches
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
+@given(batches=loss_batches(), capacity=st.integers(1, 600), opts=options, use_keys=st.booleans())
+def test_matches_reference_on_loss_streams(dtype, batches, capacity, opts, use_keys):
+    if opts["rule"] == "cdf":
+        opts = dict(opts, keep="bernoulli")
+    history, state = make_state(capacity, dtype)
+    reference = HistogramSelectReference(capacity)
+    for offset, values in enumerate(batches):
+        losses = torch.tensor(values, dtype=dtype)
+        keys = torch.randperm(10 * len(values), generator=torch.Generator().manual_seed(offset))[: len(values)] if use_keys else None
+        keep, p = dsampling_ext.histogram_select(history, state, losses, offset=offset, keys=keys, **opts)
+        want_keep, want_p = reference(losses, offset=offset, keys=keys, **opts)
+        assert torch.equal(p, want_p), (p, want_p)
+        assert torch.equal(keep, want_keep)
+        assert state.tolist() == [reference.length, reference.pos]
+        assert torch.equal(history.double()[: reference.length], reference.history[: reference.length])
+
+
+@given(values=st.lists(st.floats(0, 5, width=32), min_size=1, max_size=400), bins=st.integers(1, 30))
+def test_reference_binning_is_numpy_histogram(values, bins):
+    h = torch.tensor(values, dtype=torch.float64)
+    edges = numpy_edges(h.min().item(), h.max().item(), bins)
+    want_counts, want_edges = np.histogram(h.numpy(), bins=bins)
+    assert edges.tolist() == want_edges.tolist()
+    assert torch.bincount(bin_of(h, edges), minlength=bins).tolist() == want_counts.tolist()
+
+
+def test_pmf_selects_exactly_the_bins_denser_than_uniform():
+    # 512 losses at 10 distinct values, one per Sturges bin (10 bins for 512 values): with
+    # theta = 0.1 the candidates are the bins holding more than 51.2 samples.
+    counts = [100, 30, 60, 51, 52, 50, 40, 45, 44, 40]
+    values = torch.cat([torch.full((c,), j + 0.5) for j, c in enumerate(counts)])
+    history, state = make_state(512)
+    keep, p = dsampling_ext.histogram_select(history, state, values, clip_sigma=None, threshold=0.1, keep_fraction=1.0)
+    expected_p = torch.cat([torch.full((c,), c / 512, dtype=torch.float64) for c in counts])
+    assert torch.equal(p, expected_p)
+    assert torch.equal(keep, (values == 0.5) | (values == 2.5) | (values == 4.5))
+
+
+def test_cdf_rule_is_selective_backprops_percentile_power():
+    # history [1, 2, 2, 3]: percentileofscore(kind="rank")/100 = 0.25, 0.625, 0.625, 1.0.
+    history, state = make_state(8)
+    _, p = dsampling_ext.histogram_select(history, state, torch.tensor([1.0, 2.0, 2.0, 3.0]), rule="cdf",
+                                          clip_sigma=None, beta=2.0)
+    assert p.tolist() == [0.25**2, 0.625**2, 0.625**2, 1.0]
+
+
+def test_clamp_bounds_are_mean_plus_minus_sigma_population_sd():
+    # history [0, 0, 0, 4]: mean 1, population sd sqrt(3); clamped to [1 - sqrt 3, 1 + sqrt 3]
+    # the history is {0, 0, 0, 2.732}: 2 bins (Sturges, n=4 -> 3 bins) hand-computed below.
+    values = torch.tensor([0.0, 0.0, 0.0, 4.0], dtype=torch.float64)
+    history, state = make_state(4, torch.float64)
+    _, p = dsampling_ext.histogram_select(history, state, values, clip_sigma=1.0, bins=2, threshold=0.0)
+    assert p.tolist() == [0.75, 0.75, 0.75, 0.25]
+    history, state = make_state(4, torch.float64)
+    _, p = dsampling_ext.histogram_select(history, state, values, clip_sigma=1.0, clip="drop", bins=2)
+    assert p.tolist() == [1.0, 1.0, 1.0, 0.0]  # 4 is outside: dropped from the history, p = 0
+
+
+def test_ring_buffer_keeps_the_last_values():
+    history, state = make_state(5, torch.float64)
+    dsampling_ext.histogram_select(history, state, torch.arange(3.0, dtype=torch.float64))
+    assert state.tolist() == [3, 3]
+    dsampling_ext.histogram_select(history, state, torch.arange(3.0, 7.0, dtype=torch.float64))
+    assert state.tolist() == [5, 2]
+    assert history.tolist() == [5.0, 6.0, 2.0, 3.0, 4.0]
+    dsampling_ext.histogram_select(history, state, torch.arange(10.0, 17.0, dtype=torch.float64))
+    assert sorted(history.tolist()) == [12.0, 13.0, 14.0, 15.0, 16.0]
+
+
+def test_bernoulli_keeps_alpha_of_candidates():
+    # Candidates are everything (threshold 0); 20000 draws at alpha = 0.3: binomial sd 0.0032, 5 sd bound.
+    history, state = make_state(512)
+    kept = total = 0
+    for offset in range(40):
+        losses = torch.rand(500, generator=torch.Generator().manual_seed(offset))
+        keep, _ = dsampling_ext.histogram_select(history, state, losses, threshold=0.0, keep_fraction=0.3, offset=offset)
+        kept, total = kept + int(keep.sum()), total + 500
+    assert abs(kept / total - 0.3) < 5 * math.sqrt(0.3 * 0.7 / total)
+
+
+@pytest.mark.parametrize("keep", ["fraction", "top"])
+def test_fraction_and_top_keep_exactly_ceil_alpha_candidates(keep):
+    history, state = make_state(512)
+    losses = torch.rand(300, generator=torch.Generator().manual_seed(3)) ** 2
+    mask, p = dsampling_ext.histogram_select(history, state, losses, keep=keep, keep_fraction=0.3, threshold=0.05)
+    candidates = p > 0.05
+    assert int(mask.sum()) == math.ceil(0.3 * int(candidates.sum()))
+    assert not (mask & ~candidates).any()
+    if keep == "top":
+        assert p[mask].min() >= p[candidates & ~mask].max()
+
+
+def test_keys_make_draws_follow_the_sample_not_its_position():
+    losses = torch.rand(64, generator=torch.Generator().manual_seed(0))
+    keys = torch.arange(1000, 1064)
+    perm = torch.randperm(64, generator=torch.Generator().manual_seed(1))
+    h1, s1 = make_state(64)
+    h2, s2 = make_state(64)
+    keep1, _ = dsampling_ext.histogram_select(h1, s1, losses, threshold=0.0, keep_fraction=0.5, keys=keys)
+    keep2, _ = dsampling_ext.histogram_select(h2, s2, losses[perm], threshold=0.0, keep_fraction=0.5, keys=keys[perm])
+    assert torch.equal(keep1[perm], keep2)
+
+
+def test_non_finite_losses_raise_or_are_skipped():
+    history, state = make_state(8)
+    bad = torch.tensor([1.0, float("nan"), 2.0, float("inf")])
+    with pytest.raises(RuntimeError, match="losses must be finite"):
+        dsampling_ext.histogram_select(history, state, bad)
+    assert state.tolist() == [0, 0]  # nothing appended before the error
+    keep, p = dsampling_ext.histogram_select(history, state, bad, skip_nonfinite=True, threshold=0.0, keep_fraction=1.0)
+    assert state.tolist() == [2, 2] and history[:2].tolist() == [1.0, 2.0]
+    assert p[1] == 0 and p[3] == 0 and not keep[1] and not keep[3]
+
+
+@pytest.mark.parametrize(
+    "kwargs,error,match",
+    [
+        (dict(rule="max"), ValueError, "rule must be one of"),
+        (dict(clip="cut"), ValueError, "clip must be one of"),
+        (dict(keep="all"), ValueError, "keep must be one of"),
+        (dict(rule="cdf", keep="top"), ValueError, "keep must be 'bernoulli' with rule='cdf'"),
+        (dict(bins="scott"), ValueError, "bins must be an int or one of"),
+        (dict(bins=0), ValueError, r"bins must be an int in \[1, 2048\]"),
+        (dict(keep_fraction=1.5), RuntimeError, r"keep_fraction must be in \[0, 1\]"),
+        (dict(threshold=-0.1), RuntimeError, "threshold must be finite and >= 0"),
+        (dict(clip_sigma=-1.0), RuntimeError, "clip_sigma must be finite and >= 0"),
+        (dict(beta=float("nan")), RuntimeError, "beta must be finite and >= 0"),
+        (dict(keys=torch.arange(3)), RuntimeError, r"keys must be an int64 tensor of shape \[4\]"),
+    ],
+)
+def test_rejects_bad_arguments(kwargs, error, match):
+    history, state = make_state(8)
+    with pytest.raises(error, match=match):
+        dsampling_ext.histogram_select(history, state, torch.rand(4), **kwargs)
+
+
+def test_rejects_bad_tensors():
+    history, state = make_state(8)
+    with pytest.raises(TypeError, match="losses must have the dtype of history"):
+        dsampling_ext.histogram_select(history, state, torch.rand(4, dtype=torch.float64))
+    with pytest.raises(RuntimeError, match="losses must be a non-empty 1-D tensor"):
+        dsampling_ext.histogram_select(history, state, torch.rand(2, 2))
+    with pytest.raises(RuntimeError, match=r"state must be a contiguous int64 tensor of shape \[2\]"):
+        dsampling_ext.histogram_select(history, torch.zeros(3, dtype=torch.int64), torch.rand(4))
+    with pytest.raises(RuntimeError, match="state must hold a length"):
+        dsampling_ext.histogram_select(history, torch.tensor([9, 0]), torch.rand(4))
+    with pytest.raises(RuntimeError, match="history must be a contiguous 1-D tensor of 1 to 65536"):
+        dsampling_ext.histogram_select(torch.zeros(0), state, torch.rand(4, dtype=torch.float32))
+
+
+def test_opcheck():
+    args = lambda: (*make_state(64), torch.rand(50))  # noqa: E731
+    for rule, keep in (("pmf", 0), ("pmf", 2), ("cdf", 0)):
+        history, state, losses = args()
+        torch.library.opcheck(
+            torch.ops.dsampling.histogram_select.default,
+            (history, state, losses, int(rule == "cdf"), 1, 1, 0.1, 1.0, 1, 0.3, keep, 2.0, False, 7, 3, None),
+        )
+
+
+def test_torch_compile_matches_eager():
+    # The op mutates history and state inside the compiled graph; the losses come from eager
+    # cross_entropy so that both sides select on bit-identical inputs.
+    def step(history, state, losses, offset):
+        keep, p = dsampling_ext.histogram_select(history, state, losses, threshold=0.05, keep_fraction=0.5, offset=offset)
+        return keep, p * 2
+
+    h1, s1 = make_state(256)
+    h2, s2 = make_state(256)
+    compiled = torch.compile(step, fullgraph=True)
+    for offset in range(3):
+        logits = torch.randn(128, 10, generator=torch.Generator().manual_seed(offset))
+        labels = torch.randint(0, 10, (128,), generator=torch.Generator().manual_seed(offset))
+        losses = torch.nn.functional.cross_entropy(logits, labels, reduction="none")
+        k1, p1 = step(h1, s1, losses, offset)
+        k2, p2 = compiled(h2, s2, losses, offset)
+        assert torch.equal(k1, k2) and torch.equal(p1, p2)
+    assert torch.equal(h1, h2) and torch.equal(s1, s2)
