@@ -23,3 +23,15 @@ def test_loss_histogram_example(capsys, monkeypatch):
     assert len(rows) == 3 * 7
     shares = [float(line.split(")")[1].split("%")[0]) for line in rows[:7]]
     assert sum(shares) == pytest.approx(100.0, abs=0.5)
+
+
+def test_adonis_example(capsys, monkeypatch):
+    out = run_example("adonis_example.py", ["--epochs", "2", "--train-size", "512", "--test-size", "128", "--batch", "64"],
+                      capsys, monkeypatch)
+    lines = out.splitlines()
+    uniform = lines[lines.index("uniform") + 2 : lines.index("uniform") + 4]
+    adonis = lines[lines.index("adonis") + 2 : lines.index("adonis") + 4]
+    assert [int(r.split()[1]) for r in uniform] == [512, 512]
+    warmup, selected = (int(r.split()[1]) for r in adonis)
+    assert warmup == 512 and 0 < selected < 512 and selected % 64 == 0  # only full batches of 64
+    assert int(adonis[1].split()[2]) == 512  # one selection forward over the epoch
