@@ -44,6 +44,9 @@ TORCH_LIBRARY(dsampling, m) {
       "float threshold, float clip_sigma, int clip_mode, float keep_fraction, int keep_mode, float beta, "
       "bool skip_nonfinite, int seed, int offset, Tensor? keys=None) -> (Tensor keep, Tensor p)");
 
+  // Accuracy filtering: keep misclassified samples (plus, with a margin, near-ties).
+  m.def("argmax_mismatch(Tensor logits, Tensor labels, float? margin=None) -> (Tensor keep, Tensor kept_indices, Tensor count)");
+
   m.def("_cuda_version", &cuda_version);
 }
 

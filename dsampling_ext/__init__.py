@@ -7,7 +7,9 @@ _load()
 from . import ops  # noqa: E402  (registers fake kernels once the ops exist)
 from .accumulate import BatchAccumulator  # noqa: E402
 from .histogram_selector import LossCache, LossHistogramSelector, selective_batches  # noqa: E402
-from .ops import histogram_select, loss_histogram, philox_uniform  # noqa: E402
+from .misclassified_filter import MisclassifiedFilter  # noqa: E402
+from .ops import argmax_mismatch, histogram_select, loss_histogram, philox_uniform  # noqa: E402
+from .sampling import IndexSubsetSampler  # noqa: E402
 
 
 def build_info() -> dict:
@@ -23,6 +25,9 @@ def build_info() -> dict:
 
 __all__ = [
     "BatchAccumulator",
+    "IndexSubsetSampler",
+    "MisclassifiedFilter",
+    "argmax_mismatch",
     "JitBuildWarning",
     "LossCache",
     "LossHistogramSelector",

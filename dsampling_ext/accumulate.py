@@ -80,13 +80,19 @@ class BatchAccumulator:
         while self._pending_rows >= self.batch_size:
             yield self._take(self.batch_size)
 
+    def discard(self) -> int:
+        """Drop every pending row now (counted as dropped); returns how many."""
+        n = self._pending_rows
+        self.dropped += n
+        self._pending, self._pending_rows = [], 0
+        return n
+
     def end_epoch(self) -> list[Any]:
         """Apply the leftover policy; returns ``[last partial batch]`` for "flush", else ``[]``."""
         if self.leftover == "carry" or not self._pending_rows:
             return []
         if self.leftover == "drop":
-            self.dropped += self._pending_rows
-            self._pending, self._pending_rows = [], 0
+            self.discard()
             return []
         return [self._take(self._pending_rows)]
 

@@ -13,7 +13,7 @@ from typing import Optional, Sequence, Union
 import torch
 from torch import Tensor
 
-__all__ = ["BIN_RULES", "bin_count", "histogram_select", "loss_histogram", "philox_uniform"]
+__all__ = ["BIN_RULES", "argmax_mismatch", "bin_count", "histogram_select", "loss_histogram", "philox_uniform"]
 
 LOSS_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
@@ -244,6 +244,43 @@ def histogram_select(
     )
 
 
+def argmax_mismatch(logits: Tensor, labels: Tensor, margin: Optional[float] = None) -> tuple[Tensor, Tensor, Tensor]:
+    """Which samples a classifier gets wrong, in one pass over the logits (seed 004, Alg. 7).
+
+    Keeps row i iff ``argmax(logits[i]) != labels[i]`` (argmax as torch.argmax: the first
+    maximum; NaN counts as the maximum). With ``margin``, also keeps a correctly classified row
+    whose top-2 softmax gap p1 - p2 is ``<= margin`` (Alg. 6, soft accuracy), computed in float64
+    from a numerically stable log-sum-exp; a row holding NaN or +inf, or all -inf, has no gap
+    (as torch.softmax gives NaN there). No [B] argmax or [B, C] softmax tensor is made, and on
+    CUDA nothing synchronises with the host.
+
+    Args:
+        logits (Tensor[B, C]): float16, bfloat16, float32 or float64.
+        labels (Tensor[B]): int64 or int32 in [0, C) (checked on the CPU; a device assertion on CUDA).
+        margin: optional soft-accuracy margin in [0, 1].
+
+    Returns:
+        (keep, kept_indices, count): Tensor[B] bool; Tensor[B] int64 holding the kept row indices
+        in increasing order, then -1; a 0-d int64 tensor with their number.
+    """
+    _check_tensor("logits", logits)
+    _check_tensor("labels", labels)
+    _check_device("argmax_mismatch", "logits", logits.device)
+    if logits.dtype not in LOSS_DTYPES:
+        raise TypeError(f"logits must be float16, bfloat16, float32 or float64, got {logits.dtype}")
+    if labels.dtype not in (torch.int64, torch.int32):
+        raise TypeError(f"labels must be int64 or int32, got {labels.dtype}")
+    if logits.dim() != 2 or logits.shape[1] < 1:
+        raise ValueError(f"logits must have shape [B, C] with C >= 1, got {tuple(logits.shape)}")
+    if labels.shape != logits.shape[:1]:
+        raise ValueError(f"labels must have shape [{logits.shape[0]}], got {tuple(labels.shape)}")
+    if margin is not None:
+        if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not 0.0 <= margin <= 1.0:
+            raise ValueError(f"margin must be None or a number in [0, 1], got {margin!r}")
+        margin = float(margin)
+    return torch.ops.dsampling.argmax_mismatch.default(logits, labels, margin)
+
+
 # ----------------------------------------------------------------------------- fake kernels
 
 
@@ -301,3 +338,17 @@ def _histogram_select_fake(history, state, losses, rule, bin_rule, bins, thresho
                      lambda: f"{op}keys must be an int64 tensor of shape [{losses.numel()}] (one per loss)")
     torch._check(0 <= keep_fraction <= 1, lambda: f"{op}keep_fraction must be in [0, 1], got {keep_fraction}")
     return losses.new_empty(losses.shape, dtype=torch.bool), losses.new_empty(losses.shape, dtype=torch.float64)
+
+
+@torch.library.register_fake("dsampling::argmax_mismatch")
+def _argmax_mismatch_fake(logits: Tensor, labels: Tensor, margin: Optional[float] = None):
+    op = "argmax_mismatch: "
+    torch._check(logits.dtype in LOSS_DTYPES,
+                 lambda: f"{op}logits must be float16, bfloat16, float32 or float64, got {logits.dtype}")
+    torch._check(logits.dim() == 2, lambda: f"{op}logits must have shape [B, C] with C >= 1, got {tuple(logits.shape)}")
+    torch._check(labels.dtype in (torch.int64, torch.int32), lambda: f"{op}labels must be int64 or int32, got {labels.dtype}")
+    torch._check(labels.dim() == 1 and labels.shape[0] == logits.shape[0],
+                 lambda: f"{op}labels must have shape [{logits.shape[0]}], got {tuple(labels.shape)}")
+    rows = logits.shape[0]
+    return (logits.new_empty(rows, dtype=torch.bool), logits.new_empty(rows, dtype=torch.int64),
+            logits.new_empty((), dtype=torch.int64))

@@ -167,3 +167,16 @@ def philox_words(elements: np.ndarray, seed: int, offset: int) -> np.ndarray:
         [e & MASK, e >> np.uint64(32), np.full_like(e, offset & 0xFFFFFFFF), np.full_like(e, offset >> 32)], axis=1
     )
     return philox4x32_10(counter, seed & 0xFFFFFFFF, seed >> 32)[:, 0].astype(np.int64)
+
+
+def argmax_mismatch_reference(logits: torch.Tensor, labels: torch.Tensor, margin=None):
+    """What a user writes: argmax != label, plus the softmax top-2 rule; also returns the gap."""
+    keep = logits.argmax(1) != labels
+    z = logits.double()
+    top = torch.cat([z, torch.full_like(z[:, :1], -math.inf)], 1).topk(2, dim=1).values
+    scaled_sum = torch.exp(z - top[:, :1]).sum(1)
+    gap = (1 - torch.exp(top[:, 1] - top[:, 0])) / scaled_sum
+    gap = torch.where(torch.isfinite(top[:, 0]), gap, torch.full_like(gap, math.nan))
+    if margin is not None:
+        keep = keep | (gap <= margin)
+    return keep, gap

@@ -91,5 +91,23 @@ inline void histogram_select(const at::Tensor& history, const at::Tensor& state,
   TORCH_CHECK(std::isfinite(beta) && beta >= 0.0, op, "beta must be finite and >= 0, got ", beta);
 }
 
+inline void argmax_mismatch(const at::Tensor& logits, const at::Tensor& labels, const std::optional<double>& margin) {
+  const char* op = "argmax_mismatch: ";
+  TORCH_CHECK(is_loss_dtype(logits.scalar_type()), op, "logits must be float16, bfloat16, float32 or float64, got ",
+              logits.scalar_type());
+  TORCH_CHECK(logits.dim() == 2 && logits.size(1) >= 1, op, "logits must have shape [B, C] with C >= 1, got ",
+              logits.sizes());
+  TORCH_CHECK(labels.scalar_type() == at::kLong || labels.scalar_type() == at::kInt, op,
+              "labels must be int64 or int32, got ", labels.scalar_type());
+  TORCH_CHECK(labels.dim() == 1 && labels.size(0) == logits.size(0), op, "labels must have shape [", logits.size(0),
+              "], got ", labels.sizes());
+  TORCH_CHECK(labels.device() == logits.device(), op, "labels must be on the device of logits (", logits.device(),
+              "), got ", labels.device());
+  if (margin.has_value()) {
+    TORCH_CHECK(std::isfinite(*margin) && *margin >= 0.0 && *margin <= 1.0, op, "margin must be in [0, 1], got ",
+                *margin);
+  }
+}
+
 }  // namespace checks
 }  // namespace dsampling

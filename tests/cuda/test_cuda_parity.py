@@ -63,3 +63,46 @@ def test_compile_with_cuda_graphs_matches_eager():
         counts, edges = compiled(values)
     want_counts, want_edges = dsampling_ext.loss_histogram(values, 12)
     assert torch.equal(counts, want_counts) and torch.equal(edges, want_edges)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
+@pytest.mark.parametrize("rule,keep", [("pmf", "bernoulli"), ("pmf", "fraction"), ("pmf", "top"), ("cdf", "bernoulli")])
+@pytest.mark.parametrize("clip_sigma,clip", [(None, "clamp"), (1.0, "clamp"), (0.5, "drop")])
+@pytest.mark.parametrize("capacity,batch", [(512, 128), (4096, 1024), (100, 300)])
+def test_histogram_select_identical(dtype, rule, keep, clip_sigma, clip, capacity, batch):
+    g = torch.Generator().manual_seed(capacity + batch)
+    opts = dict(rule=rule, keep=keep, clip_sigma=clip_sigma, clip=clip, threshold=0.05, keep_fraction=0.4, seed=11)
+    h_cpu, s_cpu = torch.zeros(capacity, dtype=dtype), torch.zeros(2, dtype=torch.int64)
+    h_gpu, s_gpu = h_cpu.cuda(), s_cpu.cuda()
+    for offset in range(6):
+        losses = torch.empty(batch, dtype=dtype).exponential_(generator=g)
+        losses[::17] = losses[3]  # ties
+        keys = torch.randperm(10 * batch, generator=g)[:batch] if offset % 2 else None
+        keep_cpu, p_cpu = dsampling_ext.histogram_select(h_cpu, s_cpu, losses, offset=offset, keys=keys, **opts)
+        keep_gpu, p_gpu = dsampling_ext.histogram_select(
+            h_gpu, s_gpu, losses.cuda(), offset=offset, keys=None if keys is None else keys.cuda(), **opts)
+        assert torch.equal(p_gpu.cpu(), p_cpu) and torch.equal(keep_gpu.cpu(), keep_cpu)
+    assert torch.equal(h_gpu.cpu(), h_cpu) and torch.equal(s_gpu.cpu(), s_cpu)
+
+
+def test_selector_runs_on_cuda_and_moves_its_history():
+    sel = dsampling_ext.LossHistogramSelector(warmup_epochs=0)
+    keep = sel.select(torch.rand(64, device="cuda"))
+    assert keep.is_cuda and sel.loss_history.is_cuda
+    sel.select(torch.rand(64))
+    assert not sel.loss_history.is_cuda and sel.loss_history.numel() == 128
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("rows,classes", [(1, 1), (257, 10), (1024, 1000), (100_000, 10)])
+@pytest.mark.parametrize("margin", [None, 0.3])
+def test_argmax_mismatch_identical(dtype, rows, classes, margin):
+    g = torch.Generator().manual_seed(rows * classes)
+    logits = torch.randn(rows, classes, generator=g).to(dtype)
+    logits[::7, 0] = logits[::7, -1]  # ties
+    logits[::13, 1 % classes] = float("inf")
+    labels = torch.randint(0, classes, (rows,), generator=g)
+    cpu = dsampling_ext.argmax_mismatch(logits, labels, margin)
+    gpu = dsampling_ext.argmax_mismatch(logits.cuda(), labels.cuda(), margin)
+    for a, b in zip(cpu, gpu):
+        assert torch.equal(a, b.cpu())

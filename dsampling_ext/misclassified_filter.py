@@ -1,0 +1,194 @@
+"""Accuracy filtering: train on the samples the model gets wrong (SPEC section 3, seed 004).
+
+Thesis Alg. 7 (the filter), Alg. 10 (batchwise filtering with batch accumulation, the main
+method), Alg. 8 (epochwise filtering), Alg. 6 (soft accuracy: a top-2 softmax margin), and the
+random fill of Alg. 5 for when too few samples are misclassified.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Iterator, Optional, Union
+
+import torch
+from torch import Tensor, nn
+from torch.utils import _pytree as pytree
+
+from . import ops
+from .accumulate import BatchAccumulator
+from .sampling import IndexSubsetSampler
+
+__all__ = ["MisclassifiedFilter"]
+
+MODES = ("batch", "epoch")
+OVERFLOW = ("carry", "drop")
+
+
+class MisclassifiedFilter:
+    """Keep the samples a classifier misclassifies; train on full batches of them.
+
+    ``mode="batch"`` (thesis Alg. 10): :meth:`batches` forwards each raw batch without
+    gradients, keeps the misclassified samples (``argmax != label``; with ``margin``, also the
+    correct ones whose top-2 softmax gap is <= margin) and yields training batches of exactly
+    ``batch_size``. The buffer persists across epochs. ``overflow="carry"`` (default) keeps the
+    accepted samples beyond a full batch for the next one; ``"drop"`` reproduces the thesis,
+    which trained at most one batch per raw batch and discarded the rest.
+
+    ``mode="epoch"`` (Alg. 8): :meth:`epoch_sampler` runs one no-grad pass over a loader of the
+    dataset and returns a Sampler over the kept indices for this epoch.
+
+    Fallback (Alg. 5's fix; the thesis's loop could stall for epochs): after ``fallback_after``
+    raw batches without a training batch, the next batch is completed with random samples of the
+    current raw batch; in epoch mode, fewer than ``batch_size`` kept samples are topped up with
+    random ones. ``None`` turns it off.
+
+    Counters add up: ``kept + fallback_filled == trained + dropped + pending`` (batch mode).
+
+    Args:
+        batch_size: samples per training batch.
+        mode: "batch" (default) or "epoch".
+        margin: soft-accuracy margin in [0, 1], or None (default: hard accuracy only).
+        overflow: "carry" (default) or "drop".
+        fallback_after: raw batches without a training batch before the random fill (default 10).
+        selection_mode: run the filtering forward in "eval" (default) or "train" mode.
+        seed: seed of the random fill and of the epoch sampler's shuffles.
+    """
+
+    def __init__(
+        self,
+        batch_size: int,
+        mode: str = "batch",
+        margin: Optional[float] = None,
+        overflow: str = "carry",
+        fallback_after: Optional[int] = 10,
+        selection_mode: str = "eval",
+        seed: int = 0,
+    ):
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        if overflow not in OVERFLOW:
+            raise ValueError(f"overflow must be one of {OVERFLOW}, got {overflow!r}")
+        if margin is not None and (isinstance(margin, bool) or not isinstance(margin, (int, float)) or not 0 <= margin <= 1):
+            raise ValueError(f"margin must be None or a number in [0, 1], got {margin!r}")
+        if fallback_after is not None and (isinstance(fallback_after, bool) or not isinstance(fallback_after, int) or fallback_after < 1):
+            raise ValueError(f"fallback_after must be None or an int >= 1, got {fallback_after!r}")
+        if selection_mode not in ("eval", "train"):
+            raise ValueError(f"selection_mode must be 'eval' or 'train', got {selection_mode!r}")
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+        self.accumulator = BatchAccumulator(batch_size, leftover="carry")
+        self.batch_size = batch_size
+        self.mode, self.margin, self.overflow = mode, margin, overflow
+        self.fallback_after, self.selection_mode, self.seed = fallback_after, selection_mode, seed
+        self.epoch = 0
+        self.seen = self.kept = self.fallback_filled = 0
+        self.raw_batches_waiting = 0  # raw batches since the last training batch
+        self.draws = 0  # Philox offset of the next random fill
+
+    def __repr__(self) -> str:
+        return (f"MisclassifiedFilter(batch_size={self.batch_size}, mode={self.mode!r}, margin={self.margin}, "
+                f"overflow={self.overflow!r}, fallback_after={self.fallback_after}, "
+                f"selection_mode={self.selection_mode!r}, seed={self.seed})")
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def counters(self) -> dict[str, int]:
+        acc = self.accumulator
+        return dict(seen=self.seen, kept=self.kept, fallback_filled=self.fallback_filled, trained=acc.trained,
+                    dropped=acc.dropped, pending=acc.pending)
+
+    def select(self, logits: Tensor, labels: Tensor) -> Tensor:
+        """Keep mask of one batch: misclassified (or within the margin)."""
+        keep, _, _ = ops.argmax_mismatch(logits, labels, self.margin)
+        return keep
+
+    def _forward(self, model: nn.Module, inputs: Any, device) -> Tensor:
+        x = pytree.tree_map(lambda t: t.to(device), inputs) if device is not None else inputs
+        was_training = model.training
+        model.train(self.selection_mode == "train")
+        try:
+            with torch.no_grad():
+                return model(x)
+        finally:
+            model.train(was_training)
+
+    def _random_fill(self, keep: Tensor, need: int) -> Tensor:
+        """Mask of `need` random rows not in `keep` (Philox-ranked, ties to the lower index)."""
+        u = ops.philox_uniform(keep.numel(), self.seed, self.draws)
+        self.draws += 1
+        u[keep] = 2.0  # never chosen again
+        order = torch.sort(u, stable=True).indices[: min(need, int((~keep).sum()))]
+        fill = torch.zeros_like(keep)
+        fill[order] = True
+        return fill
+
+    def batches(self, loader: Iterable, model: nn.Module, device: Union[torch.device, str, None] = None) -> Iterator[tuple]:
+        """One epoch of batchwise filtering (Alg. 10): yields training batches as the loader's tuples.
+
+        ``loader`` yields ``(inputs, targets)`` or ``(inputs, targets, indices)``; the filtering
+        forward moves inputs to ``device`` when given.
+        """
+        if self.mode != "batch":
+            raise RuntimeError("batches() is for mode='batch'; use epoch_sampler() in mode='epoch'")
+        for batch in loader:
+            if not isinstance(batch, (tuple, list)) or len(batch) not in (2, 3):
+                raise ValueError("the loader must yield (inputs, targets) or (inputs, targets, indices)")
+            targets = batch[1]
+            logits = self._forward(model, batch[0], device)
+            keep = self.select(logits, targets.to(logits.device)).cpu()
+            self.seen += keep.numel()
+            self.kept += int(keep.sum())
+            self.accumulator.add(tuple(batch), keep)
+            self.raw_batches_waiting += 1
+            short = self.batch_size - self.accumulator.pending
+            if self.fallback_after is not None and short > 0 and self.raw_batches_waiting >= self.fallback_after:
+                fill = self._random_fill(keep, short)
+                self.fallback_filled += int(fill.sum())
+                self.accumulator.add(tuple(batch), fill)
+            for full in self.accumulator.ready():
+                self.raw_batches_waiting = 0
+                yield full
+                if self.overflow == "drop":
+                    self.accumulator.discard()
+                    break
+
+    def epoch_sampler(self, model: nn.Module, loader: Iterable, device: Union[torch.device, str, None] = None) -> IndexSubsetSampler:
+        """Epochwise filtering (Alg. 8): one no-grad pass over ``loader``, a Sampler of the kept indices.
+
+        ``loader`` yields ``(inputs, targets, indices)``, or ``(inputs, targets)`` in dataset
+        order (then the running position is the index).
+        """
+        if self.mode != "epoch":
+            raise RuntimeError("epoch_sampler() is for mode='epoch'; use batches() in mode='batch'")
+        kept, seen = [], 0
+        for batch in loader:
+            if not isinstance(batch, (tuple, list)) or len(batch) not in (2, 3):
+                raise ValueError("the loader must yield (inputs, targets) or (inputs, targets, indices)")
+            targets = batch[1]
+            indices = batch[2] if len(batch) == 3 else torch.arange(seen, seen + targets.shape[0])
+            logits = self._forward(model, batch[0], device)
+            _, kept_rows, count = ops.argmax_mismatch(logits, targets.to(logits.device), self.margin)
+            kept.append(indices.cpu()[kept_rows[: int(count)].cpu()])
+            seen += targets.shape[0]
+        indices = torch.cat(kept) if kept else torch.zeros(0, dtype=torch.int64)
+        self.seen += seen
+        self.kept += indices.numel()
+        if self.fallback_after is not None and indices.numel() < self.batch_size:
+            taken = torch.zeros(seen, dtype=torch.bool)
+            taken[indices] = True
+            fill = self._random_fill(taken, self.batch_size - indices.numel()).nonzero().flatten()
+            self.fallback_filled += fill.numel()
+            indices = torch.cat([indices, fill])
+        return IndexSubsetSampler(indices.sort().values, shuffle=True, seed=self.seed, epoch=self.epoch)
+
+    def state_dict(self) -> dict:
+        return dict(config=repr(self), epoch=self.epoch, seen=self.seen, kept=self.kept,
+                    fallback_filled=self.fallback_filled, raw_batches_waiting=self.raw_batches_waiting,
+                    draws=self.draws, accumulator=self.accumulator.state_dict())
+
+    def load_state_dict(self, state: dict) -> None:
+        if state["config"] != repr(self):
+            raise ValueError(f"state was saved by {state['config']}, not by {self!r}")
+        for key in ("epoch", "seen", "kept", "fallback_filled", "raw_batches_waiting", "draws"):
+            setattr(self, key, state[key])
+        self.accumulator.load_state_dict(state["accumulator"])
