@@ -16,7 +16,7 @@ import dsampling_ext
 from targets import target
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "python"))
-from adonis_example import small_cnn  # noqa: E402
+from toy_data import small_cnn  # noqa: E402
 
 CONFIGS = [(512, 128), (512, 256), (4096, 1024)]
 for history, batch in CONFIGS:

@@ -15,41 +15,10 @@ import time
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
+from toy_data import PrototypeImages, accuracy, small_cnn
 
 import dsampling_ext
-
-
-class PrototypeImages(Dataset):
-    """Images = class prototype + noise; yields (image, label, index)."""
-
-    def __init__(self, n: int, classes: int = 10, size: int = 16, noise: float = 2.5, seed: int = 0):
-        g = torch.Generator().manual_seed(seed)
-        prototypes = torch.randn(classes, 1, size, size, generator=torch.Generator().manual_seed(1234))
-        self.labels = torch.randint(0, classes, (n,), generator=g)
-        self.images = prototypes[self.labels] + noise * torch.randn(n, 1, size, size, generator=g)
-
-    def __len__(self):
-        return len(self.labels)
-
-    def __getitem__(self, i):
-        return self.images[i], self.labels[i], i
-
-
-def small_cnn(classes: int = 10) -> nn.Module:
-    return nn.Sequential(
-        nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Flatten(), nn.Linear(32 * 4 * 4, classes),
-    )
-
-
-def accuracy(model: nn.Module, data: PrototypeImages) -> float:
-    model.eval()
-    with torch.no_grad():
-        correct = (model(data.images).argmax(1) == data.labels).float().mean().item()
-    model.train()
-    return correct
 
 
 def train(method: str, args, train_data, test_data) -> None:

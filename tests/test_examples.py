@@ -11,6 +11,7 @@ PYTHON_DIR = Path(__file__).resolve().parent.parent / "python"
 
 def run_example(name, argv, capsys, monkeypatch):
     monkeypatch.setattr(sys, "argv", [name, *argv])
+    monkeypatch.syspath_prepend(str(PYTHON_DIR))  # as `python python/<name>` would
     runpy.run_path(str(PYTHON_DIR / name), run_name="__main__")
     return capsys.readouterr().out
 
@@ -35,3 +36,16 @@ def test_adonis_example(capsys, monkeypatch):
     warmup, selected = (int(r.split()[1]) for r in adonis)
     assert warmup == 512 and 0 < selected < 512 and selected % 64 == 0  # only full batches of 64
     assert int(adonis[1].split()[2]) == 512  # one selection forward over the epoch
+
+
+def test_misclassified_example(capsys, monkeypatch):
+    out = run_example("misclassified_example.py", ["--epochs", "2", "--train-size", "512", "--test-size", "128", "--batch", "64"],
+                      capsys, monkeypatch)
+    lines = out.splitlines()
+    for mode in ("batch mode", "epoch mode"):
+        rows = lines[lines.index(mode) + 2 : lines.index(mode) + 4]
+        trained = [int(r.split()[1]) for r in rows]
+        assert all(0 < t <= 512 for t in trained)
+    batch_rows = lines[lines.index("batch mode") + 2 : lines.index("batch mode") + 4]
+    assert all(int(r.split()[1]) % 64 == 0 for r in batch_rows)  # full batches only
+    assert "'kept'" in out
