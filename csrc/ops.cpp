@@ -47,6 +47,10 @@ TORCH_LIBRARY(dsampling, m) {
   // Accuracy filtering: keep misclassified samples (plus, with a margin, near-ties).
   m.def("argmax_mismatch(Tensor logits, Tensor labels, float? margin=None) -> (Tensor keep, Tensor kept_indices, Tensor count)");
 
+  // Dynamic training (random partition resampling) and the random-subset control.
+  m.def("partition_resample(Tensor(a!) perm, int size, int k, int seed, int offset) -> ()");
+  m.def("random_subset_(Tensor(a!) perm, int size, int seed, int offset) -> ()");
+
   m.def("_cuda_version", &cuda_version);
 }
 

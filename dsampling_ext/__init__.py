@@ -8,7 +8,16 @@ from . import ops  # noqa: E402  (registers fake kernels once the ops exist)
 from .accumulate import BatchAccumulator  # noqa: E402
 from .histogram_selector import LossCache, LossHistogramSelector, selective_batches  # noqa: E402
 from .misclassified_filter import MisclassifiedFilter  # noqa: E402
-from .ops import argmax_mismatch, histogram_select, loss_histogram, philox_uniform  # noqa: E402
+from .ops import (  # noqa: E402
+    argmax_mismatch,
+    histogram_select,
+    loss_histogram,
+    partition_resample,
+    philox_uniform,
+    random_subset,
+)
+from .partition import DynamicPartitionSampler  # noqa: E402
+from .baselines import RandomSubsetSampler  # noqa: E402
 from .sampling import IndexSubsetSampler  # noqa: E402
 
 
@@ -25,16 +34,20 @@ def build_info() -> dict:
 
 __all__ = [
     "BatchAccumulator",
+    "DynamicPartitionSampler",
     "IndexSubsetSampler",
-    "MisclassifiedFilter",
-    "argmax_mismatch",
     "JitBuildWarning",
     "LossCache",
     "LossHistogramSelector",
+    "MisclassifiedFilter",
+    "RandomSubsetSampler",
+    "argmax_mismatch",
     "build_info",
     "histogram_select",
     "loss_histogram",
     "ops",
+    "partition_resample",
     "philox_uniform",
+    "random_subset",
     "selective_batches",
 ]

@@ -13,7 +13,17 @@ from typing import Optional, Sequence, Union
 import torch
 from torch import Tensor
 
-__all__ = ["BIN_RULES", "argmax_mismatch", "bin_count", "histogram_select", "loss_histogram", "philox_uniform"]
+__all__ = [
+    "BIN_RULES",
+    "argmax_mismatch",
+    "bin_count",
+    "histogram_select",
+    "loss_histogram",
+    "partition_resample",
+    "philox_uniform",
+    "random_subset",
+    "random_subset_",
+]
 
 LOSS_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
@@ -281,6 +291,66 @@ def argmax_mismatch(logits: Tensor, labels: Tensor, margin: Optional[float] = No
     return torch.ops.dsampling.argmax_mismatch.default(logits, labels, margin)
 
 
+def _check_perm(name: str, perm: Tensor) -> None:
+    _check_tensor(name, perm)
+    _check_device("partition ops", name, perm.device)
+    if perm.dtype != torch.int64 or perm.dim() != 1 or not perm.is_contiguous():
+        raise ValueError(f"{name} must be a contiguous 1-D int64 tensor, got {perm.dtype} {tuple(perm.shape)}")
+
+
+def _check_count(name: str, value, high: int, high_text: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= high:
+        raise ValueError(f"{name} must be an int in [0, {high_text}] = [0, {high}], got {value!r}")
+    return value
+
+
+def partition_resample(perm: Tensor, size: int, k: int, seed: int = 0, offset: int = 0) -> Tensor:
+    """Swap k random members of A = perm[:size] with k random members of B = perm[size:], in place.
+
+    Dynamic training's resampling (Eq. 1 of seed 000/001): A keeps size - k random elements and
+    takes k random elements of B. Partial Fisher-Yates on both sides with Philox draws keyed by
+    (seed, offset, position): O(k) work, the same swaps on CPU and CUDA, |A| stays ``size`` and
+    ``perm`` stays a permutation.
+
+    Args:
+        perm (Tensor[N]): contiguous int64 tensor (normally a permutation of 0..N-1), mutated.
+        size: |A|, in [0, N].
+        k: elements exchanged, in [0, min(size, N - size)].
+
+    Returns:
+        ``perm``.
+    """
+    _check_perm("perm", perm)
+    n = perm.numel()
+    _check_count("size", size, n, "N")
+    _check_count("k", k, min(size, n - size), "min(size, N - size)")
+    torch.ops.dsampling.partition_resample.default(perm, size, k, _as_int64(seed, "seed"), _as_int64(offset, "offset"))
+    return perm
+
+
+def random_subset_(perm: Tensor, size: int, seed: int = 0, offset: int = 0) -> Tensor:
+    """Partially shuffle ``perm`` in place so that ``perm[:size]`` is a uniformly random subset of
+    its elements, in random order (O(size) swaps; ``size = N`` shuffles it all). Returns ``perm``."""
+    _check_perm("perm", perm)
+    _check_count("size", size, perm.numel(), "N")
+    torch.ops.dsampling.random_subset_.default(perm, size, _as_int64(seed, "seed"), _as_int64(offset, "offset"))
+    return perm
+
+
+def random_subset(num_samples: int, size: int, seed: int = 0, offset: int = 0,
+                  device: Union[torch.device, str, None] = None) -> Tensor:
+    """``size`` distinct indices drawn uniformly from ``range(num_samples)``, in random order.
+
+    Returns:
+        Tensor[size] int64 (the same values on CPU and CUDA for the same seed and offset).
+    """
+    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 0:
+        raise ValueError(f"num_samples must be an int >= 0, got {num_samples!r}")
+    _check_count("size", size, num_samples, "num_samples")
+    perm = torch.arange(num_samples, dtype=torch.int64, device=device)
+    return random_subset_(perm, size, seed, offset)[:size].clone()
+
+
 # ----------------------------------------------------------------------------- fake kernels
 
 
@@ -352,3 +422,15 @@ def _argmax_mismatch_fake(logits: Tensor, labels: Tensor, margin: Optional[float
     rows = logits.shape[0]
     return (logits.new_empty(rows, dtype=torch.bool), logits.new_empty(rows, dtype=torch.int64),
             logits.new_empty((), dtype=torch.int64))
+
+
+@torch.library.register_fake("dsampling::partition_resample")
+def _partition_resample_fake(perm: Tensor, size: int, k: int, seed: int, offset: int) -> None:
+    torch._check(perm.dtype == torch.int64 and perm.dim() == 1,
+                 lambda: f"partition_resample: perm must be a contiguous 1-D int64 tensor, got {perm.dtype}")
+
+
+@torch.library.register_fake("dsampling::random_subset_")
+def _random_subset_fake(perm: Tensor, size: int, seed: int, offset: int) -> None:
+    torch._check(perm.dtype == torch.int64 and perm.dim() == 1,
+                 lambda: f"random_subset_: perm must be a contiguous 1-D int64 tensor, got {perm.dtype}")

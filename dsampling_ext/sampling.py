@@ -1,44 +1,81 @@
-"""Samplers shared by the methods that train on a chosen set of dataset indices."""
+"""Samplers shared by the methods that train on a chosen set of dataset indices, and their
+sharding across data-parallel ranks (the same rule as torch's DistributedSampler)."""
 
 from __future__ import annotations
 
-from typing import Iterator
+import math
+from typing import Iterator, Optional
 
 import torch
+import torch.distributed as dist
 from torch import Tensor
 from torch.utils.data import Sampler
 
-__all__ = ["IndexSubsetSampler"]
+__all__ = ["IndexSubsetSampler", "resolve_replicas", "shard"]
+
+
+def resolve_replicas(num_replicas: Optional[int], rank: Optional[int]) -> tuple[int, int]:
+    """(num_replicas, rank): as given, else from the initialised process group, else (1, 0)."""
+    if num_replicas is None:
+        num_replicas = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+    if rank is None:
+        rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+    if isinstance(num_replicas, bool) or not isinstance(num_replicas, int) or num_replicas < 1:
+        raise ValueError(f"num_replicas must be an int >= 1, got {num_replicas!r}")
+    if isinstance(rank, bool) or not isinstance(rank, int) or not 0 <= rank < num_replicas:
+        raise ValueError(f"rank must be an int in [0, {num_replicas}), got {rank!r}")
+    return num_replicas, rank
+
+
+def shard(indices: Tensor, num_replicas: int, rank: int) -> Tensor:
+    """Rank ``rank``'s share: pad by wrapping to a multiple of num_replicas, then take every
+    num_replicas-th index from ``rank`` (torch DistributedSampler with drop_last=False)."""
+    if num_replicas == 1:
+        return indices
+    per_rank = math.ceil(indices.numel() / num_replicas)
+    total = per_rank * num_replicas
+    if total > indices.numel():
+        indices = torch.cat([indices, indices.repeat(math.ceil(total / max(indices.numel(), 1)))[: total - indices.numel()]])
+    return indices[rank:total:num_replicas]
+
+
+def sharded_length(size: int, num_replicas: int) -> int:
+    return math.ceil(size / num_replicas)
 
 
 class IndexSubsetSampler(Sampler[int]):
     """Yield a fixed set of dataset indices, reshuffled every epoch.
 
     The order of epoch e is a permutation drawn from a generator seeded by (seed, e), so it is
-    reproducible and independent of global RNG state. ``set_epoch`` as with DistributedSampler.
+    reproducible, identical on every rank, and independent of global RNG state. ``set_epoch`` as
+    with DistributedSampler; with several ranks each yields its shard of that order.
 
     Args:
         indices (Tensor[M]): int64 dataset indices.
         shuffle: reshuffle each epoch (else yield in the given order).
         seed: seed of the shuffles.
+        num_replicas, rank: data-parallel sharding (default: from torch.distributed, else 1, 0).
     """
 
-    def __init__(self, indices: Tensor, shuffle: bool = True, seed: int = 0, epoch: int = 0):
+    def __init__(self, indices: Tensor, shuffle: bool = True, seed: int = 0, epoch: int = 0,
+                 num_replicas: Optional[int] = None, rank: Optional[int] = None):
         if not isinstance(indices, Tensor) or indices.dim() != 1 or indices.dtype not in (torch.int32, torch.int64):
             raise ValueError(f"indices must be a 1-D int64 tensor, got {getattr(indices, 'dtype', type(indices))}")
         self.indices = indices.to("cpu", torch.int64)
         self.shuffle = shuffle
         self.seed = seed
         self.epoch = epoch
+        self.num_replicas, self.rank = resolve_replicas(num_replicas, rank)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return self.indices.numel()
+        return sharded_length(self.indices.numel(), self.num_replicas)
 
     def __iter__(self) -> Iterator[int]:
-        if not self.shuffle:
-            return iter(self.indices.tolist())
-        g = torch.Generator().manual_seed(hash((self.seed, self.epoch)) & (2**63 - 1))
-        return iter(self.indices[torch.randperm(len(self.indices), generator=g)].tolist())
+        order = self.indices
+        if self.shuffle:
+            g = torch.Generator().manual_seed(hash((self.seed, self.epoch)) & (2**63 - 1))
+            order = order[torch.randperm(len(order), generator=g)]
+        return iter(shard(order, self.num_replicas, self.rank).tolist())

@@ -180,3 +180,28 @@ def argmax_mismatch_reference(logits: torch.Tensor, labels: torch.Tensor, margin
     if margin is not None:
         keep = keep | (gap <= margin)
     return keep, gap
+
+
+def element_below(seed: int, offset: int, i: int, pair: int, m: int) -> int:
+    """Reference of philox::element_below: 64-bit word pair `pair` of block i, times m, high 64 bits."""
+    seed, offset = seed % 2**64, offset % 2**64
+    counter = np.array([[i & 0xFFFFFFFF, i >> 32, offset & 0xFFFFFFFF, offset >> 32]], dtype=np.uint64)
+    w = philox4x32_10(counter, seed & 0xFFFFFFFF, seed >> 32)[0]
+    r = (int(w[2 * pair]) << 32) | int(w[2 * pair + 1])
+    return (r * m) >> 64
+
+
+def partial_shuffle(values: list, k: int, seed: int, offset: int, pair: int) -> None:
+    n = len(values)
+    for i in range(k):
+        j = i + element_below(seed, offset, i, pair, n - i)
+        values[i], values[j] = values[j], values[i]
+
+
+def partition_resample_reference(perm: list, size: int, k: int, seed: int, offset: int) -> list:
+    """Swap k random members of perm[:size] with k random members of perm[size:] (pure Python)."""
+    a, b = perm[:size], perm[size:]
+    partial_shuffle(a, k, seed, offset, 0)
+    partial_shuffle(b, k, seed, offset, 1)
+    a[:k], b[:k] = b[:k], a[:k]
+    return a + b

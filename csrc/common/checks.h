@@ -109,5 +109,25 @@ inline void argmax_mismatch(const at::Tensor& logits, const at::Tensor& labels, 
   }
 }
 
+inline void permutation_tensor(const char* op, const at::Tensor& perm) {
+  TORCH_CHECK(perm.scalar_type() == at::kLong && perm.dim() == 1 && perm.is_contiguous(), op,
+              "perm must be a contiguous 1-D int64 tensor, got ", perm.scalar_type(), " ", perm.sizes());
+}
+
+inline void partition_resample(const at::Tensor& perm, int64_t size, int64_t k) {
+  const char* op = "partition_resample: ";
+  permutation_tensor(op, perm);
+  const int64_t n = perm.numel();
+  TORCH_CHECK(size >= 0 && size <= n, op, "size must be in [0, ", n, "], got ", size);
+  TORCH_CHECK(k >= 0 && k <= std::min(size, n - size), op, "k must be in [0, min(size, N - size)] = [0, ",
+              std::min(size, n - size), "], got ", k);
+}
+
+inline void random_subset(const at::Tensor& perm, int64_t size) {
+  const char* op = "random_subset_: ";
+  permutation_tensor(op, perm);
+  TORCH_CHECK(size >= 0 && size <= perm.numel(), op, "size must be in [0, ", perm.numel(), "], got ", size);
+}
+
 }  // namespace checks
 }  // namespace dsampling

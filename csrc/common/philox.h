@@ -61,5 +61,32 @@ DS_INLINE float element_uniform(int64_t seed, int64_t offset, uint64_t i, int dr
   return to_uniform(stream_block(seed, offset, i).v[draw]);
 }
 
+// A uniform integer in [0, m) for element i: the 64-bit word pair `pair` (0: words 0-1,
+// 1: words 2-3) of block i, scaled by a 64x64 -> high-64 multiply (Lemire). The bias is below
+// m / 2^64, and every m up to 2^63 is reachable (a float draw would stop at 2^24).
+DS_INLINE uint64_t element_below(int64_t seed, int64_t offset, uint64_t i, int pair, uint64_t m) {
+  const Block b = stream_block(seed, offset, i);
+  const uint64_t r = (static_cast<uint64_t>(b.v[2 * pair]) << 32) | b.v[2 * pair + 1];
+#ifdef __CUDA_ARCH__
+  return __umul64hi(r, m);
+#else
+  return static_cast<uint64_t>((static_cast<unsigned __int128>(r) * m) >> 64);
+#endif
+}
+
+// Partial Fisher-Yates on data[0, n): afterwards data[0, k) holds k distinct elements chosen
+// uniformly at random, in random order (k = n shuffles everything). Draw i uses element_below
+// (seed, offset, i, pair), so the CPU and CUDA kernels make the same swaps. O(k), sequential.
+template <typename T>
+DS_INLINE void partial_shuffle(T* data, int64_t n, int64_t k, int64_t seed, int64_t offset, int pair) {
+  for (int64_t i = 0; i < k; ++i) {
+    const int64_t j = i + static_cast<int64_t>(element_below(seed, offset, static_cast<uint64_t>(i), pair,
+                                                             static_cast<uint64_t>(n - i)));
+    const T t = data[i];
+    data[i] = data[j];
+    data[j] = t;
+  }
+}
+
 }  // namespace philox
 }  // namespace dsampling

@@ -106,3 +106,13 @@ def test_argmax_mismatch_identical(dtype, rows, classes, margin):
     gpu = dsampling_ext.argmax_mismatch(logits.cuda(), labels.cuda(), margin)
     for a, b in zip(cpu, gpu):
         assert torch.equal(a, b.cpu())
+
+
+@pytest.mark.parametrize("n,size,k", [(10, 5, 5), (1000, 300, 200), (100_000, 50_000, 35_000)])
+def test_partition_ops_identical(n, size, k):
+    cpu = torch.randperm(n, generator=torch.Generator().manual_seed(n))
+    gpu = cpu.cuda()
+    dsampling_ext.partition_resample(cpu, size, k, seed=3, offset=9)
+    dsampling_ext.partition_resample(gpu, size, k, seed=3, offset=9)
+    assert torch.equal(gpu.cpu(), cpu)
+    assert torch.equal(dsampling_ext.random_subset(n, size, 4, 2, device="cuda").cpu(), dsampling_ext.random_subset(n, size, 4, 2))

@@ -1,0 +1,56 @@
+"""The random-subset control (RS2 / the RPD baseline of seed 003): a fresh uniformly random
+fraction of the dataset every epoch, with no statistics, so that a method's speed-up can be told
+apart from merely seeing less data (SPEC section 6)."""
+
+from __future__ import annotations
+
+from typing import Iterator, Optional, Sized, Union
+
+import torch
+from torch.utils.data import Sampler
+
+from . import ops
+from .partition import _num_samples, resolve_size
+from .sampling import resolve_replicas, shard, sharded_length
+
+__all__ = ["RandomSubsetSampler"]
+
+
+class RandomSubsetSampler(Sampler[int]):
+    """Each epoch, ``fraction`` of the dataset drawn uniformly without replacement, in random order.
+
+    Epoch e's subset depends only on (seed, e) (``random_subset`` op: O(size) partial
+    Fisher-Yates), so ranks agree and resuming is just ``set_epoch``.
+
+    Args:
+        data_source: dataset (anything with len) or its size N.
+        fraction: share of N per epoch in (0, 1], or a count in [1, N].
+        seed: seed of the draws.
+        num_replicas, rank: data-parallel sharding (default: from torch.distributed, else 1, 0).
+    """
+
+    def __init__(self, data_source: Union[int, Sized], fraction: Union[float, int], seed: int = 0,
+                 num_replicas: Optional[int] = None, rank: Optional[int] = None):
+        self.num_samples = _num_samples(data_source)
+        self.size = resolve_size(fraction, self.num_samples, "fraction")
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+        self.seed = seed
+        self.epoch = 0
+        self.num_replicas, self.rank = resolve_replicas(num_replicas, rank)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return sharded_length(self.size, self.num_replicas)
+
+    def __iter__(self) -> Iterator[int]:
+        subset = ops.random_subset(self.num_samples, self.size, self.seed, self.epoch)
+        return iter(shard(subset, self.num_replicas, self.rank).tolist())
+
+    def state_dict(self) -> dict:
+        return dict(epoch=self.epoch)
+
+    def load_state_dict(self, state: dict) -> None:
+        self.epoch = state["epoch"]
