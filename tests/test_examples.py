@@ -49,3 +49,14 @@ def test_misclassified_example(capsys, monkeypatch):
     batch_rows = lines[lines.index("batch mode") + 2 : lines.index("batch mode") + 4]
     assert all(int(r.split()[1]) % 64 == 0 for r in batch_rows)  # full batches only
     assert "'kept'" in out
+
+
+def test_dynamic_training_example(capsys, monkeypatch):
+    out = run_example("dynamic_training_example.py", ["--epochs", "3", "--train-size", "500", "--val-size", "100"],
+                      capsys, monkeypatch)
+    lines = out.splitlines()
+    rows = lines[lines.index("dynamic partition") + 2 : lines.index("dynamic partition") + 5]
+    assert [int(r.split()[1]) for r in rows] == [200, 200, 200]  # |A| = 0.4 * 500 every epoch
+    assert all(r.split()[-1] in ("type1", "type2", "keep") for r in rows)
+    control = lines[lines.index("random subset") + 2 : lines.index("random subset") + 5]
+    assert [int(r.split()[1]) for r in control] == [200, 200, 200]
