@@ -19,6 +19,7 @@ from .ops import (  # noqa: E402
 from .partition import DynamicPartitionSampler  # noqa: E402
 from .baselines import RandomSubsetSampler  # noqa: E402
 from .sampling import IndexSubsetSampler  # noqa: E402
+from .timing import StageTimer  # noqa: E402
 
 
 def build_info() -> dict:
@@ -41,6 +42,7 @@ __all__ = [
     "LossHistogramSelector",
     "MisclassifiedFilter",
     "RandomSubsetSampler",
+    "StageTimer",
     "argmax_mismatch",
     "build_info",
     "histogram_select",

@@ -5,7 +5,7 @@ Shared by every per-batch selector (loss-histogram sampling, the misclassified f
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from typing import Any, Iterator, Optional
 
 import torch
 from torch import Tensor
@@ -75,9 +75,11 @@ class BatchAccumulator:
             self._pending = [torch.cat([p, k]) for p, k in zip(self._pending, kept)] if self._pending else kept
             self._pending_rows += n
 
-    def ready(self) -> Iterator[Any]:
-        """Yield each full batch of ``batch_size`` rows now pending."""
-        while self._pending_rows >= self.batch_size:
+    def ready(self, limit: Optional[int] = None) -> Iterator[Any]:
+        """Yield each full batch of ``batch_size`` rows now pending (at most ``limit`` of them)."""
+        emitted = 0
+        while self._pending_rows >= self.batch_size and (limit is None or emitted < limit):
+            emitted += 1
             yield self._take(self.batch_size)
 
     def discard(self) -> int:

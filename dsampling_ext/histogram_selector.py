@@ -17,6 +17,7 @@ from torch.utils import _pytree as pytree
 
 from . import ops
 from .accumulate import BatchAccumulator
+from .timing import StageTimer, stage
 
 __all__ = ["LossCache", "LossHistogramSelector", "selective_batches"]
 
@@ -285,6 +286,7 @@ def selective_batches(
     cache: Optional[LossCache] = None,
     selection_mode: str = "eval",
     device: Union[torch.device, str, None] = None,
+    timer: Optional[StageTimer] = None,
 ) -> Iterator[tuple]:
     """One epoch of the ADONIS loop: selection forwards, then full training batches.
 
@@ -299,6 +301,7 @@ def selective_batches(
 
     Args:
         device: where inputs go for the selection forward (default: where they are).
+        timer: a :class:`StageTimer` that receives "selection_forward" and "select" times.
     """
     if selection_mode not in ("eval", "train"):
         raise ValueError(f"selection_mode must be 'eval' or 'train', got {selection_mode!r}")
@@ -313,16 +316,20 @@ def selective_batches(
         else:
             need = cache.needs_forward(indices, epoch).cpu() if cache is not None else torch.ones(size, dtype=torch.bool)
             if bool(need.any()):
-                fresh = _selection_losses(model, loss_fn, inputs, targets, need, selection_mode, device)
+                with stage(timer, "selection_forward"):
+                    fresh = _selection_losses(model, loss_fn, inputs, targets, need, selection_mode, device)
                 if cache is None:
                     losses = fresh
                 else:
                     cache.update(indices[need.to(indices.device)], fresh, epoch)
             if cache is not None:
                 losses = cache.lookup(indices)
-            keep = selector.select(losses, indices)
-        accumulator.add(tuple(batch), keep)
-        yield from accumulator.ready()
+            with stage(timer, "select"):
+                keep = selector.select(losses, indices)
+        with stage(timer, "select"):
+            accumulator.add(tuple(batch), keep)
+            ready = list(accumulator.ready())
+        yield from ready
     yield from accumulator.end_epoch()
 
 

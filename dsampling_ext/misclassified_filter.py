@@ -16,6 +16,7 @@ from torch.utils import _pytree as pytree
 from . import ops
 from .accumulate import BatchAccumulator
 from .sampling import IndexSubsetSampler
+from .timing import StageTimer, stage
 
 __all__ = ["MisclassifiedFilter"]
 
@@ -122,11 +123,13 @@ class MisclassifiedFilter:
         fill[order] = True
         return fill
 
-    def batches(self, loader: Iterable, model: nn.Module, device: Union[torch.device, str, None] = None) -> Iterator[tuple]:
+    def batches(self, loader: Iterable, model: nn.Module, device: Union[torch.device, str, None] = None,
+                timer: Optional[StageTimer] = None) -> Iterator[tuple]:
         """One epoch of batchwise filtering (Alg. 10): yields training batches as the loader's tuples.
 
         ``loader`` yields ``(inputs, targets)`` or ``(inputs, targets, indices)``; the filtering
-        forward moves inputs to ``device`` when given.
+        forward moves inputs to ``device`` when given; ``timer`` receives "selection_forward" and
+        "select" times.
         """
         if self.mode != "batch":
             raise RuntimeError("batches() is for mode='batch'; use epoch_sampler() in mode='epoch'")
@@ -134,23 +137,28 @@ class MisclassifiedFilter:
             if not isinstance(batch, (tuple, list)) or len(batch) not in (2, 3):
                 raise ValueError("the loader must yield (inputs, targets) or (inputs, targets, indices)")
             targets = batch[1]
-            logits = self._forward(model, batch[0], device)
-            keep = self.select(logits, targets.to(logits.device)).cpu()
-            self.seen += keep.numel()
-            self.kept += int(keep.sum())
-            self.accumulator.add(tuple(batch), keep)
-            self.raw_batches_waiting += 1
-            short = self.batch_size - self.accumulator.pending
-            if self.fallback_after is not None and short > 0 and self.raw_batches_waiting >= self.fallback_after:
-                fill = self._random_fill(keep, short)
-                self.fallback_filled += int(fill.sum())
-                self.accumulator.add(tuple(batch), fill)
-            for full in self.accumulator.ready():
+            with stage(timer, "selection_forward"):
+                logits = self._forward(model, batch[0], device)
+            with stage(timer, "select"):
+                keep = self.select(logits, targets.to(logits.device)).cpu()
+                self.seen += keep.numel()
+                self.kept += int(keep.sum())
+                self.accumulator.add(tuple(batch), keep)
+                self.raw_batches_waiting += 1
+                short = self.batch_size - self.accumulator.pending
+                if self.fallback_after is not None and short > 0 and self.raw_batches_waiting >= self.fallback_after:
+                    fill = self._random_fill(keep, short)
+                    self.fallback_filled += int(fill.sum())
+                    self.accumulator.add(tuple(batch), fill)
+                if self.overflow == "drop":  # the thesis: at most one step, the rest discarded
+                    ready = list(self.accumulator.ready(limit=1))
+                    if ready:
+                        self.accumulator.discard()
+                else:
+                    ready = list(self.accumulator.ready())
+            for full in ready:
                 self.raw_batches_waiting = 0
                 yield full
-                if self.overflow == "drop":
-                    self.accumulator.discard()
-                    break
 
     def epoch_sampler(self, model: nn.Module, loader: Iterable, device: Union[torch.device, str, None] = None) -> IndexSubsetSampler:
         """Epochwise filtering (Alg. 8): one no-grad pass over ``loader``, a Sampler of the kept indices.
