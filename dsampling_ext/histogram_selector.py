@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils import _pytree as pytree
 
-from . import ops
+from . import distributed, ops
 from .accumulate import BatchAccumulator
 from .timing import StageTimer, stage
 
@@ -186,12 +186,23 @@ class LossHistogramSelector:
             self._state = torch.zeros(2, dtype=torch.int64, device=losses.device)
         elif self._history.device != losses.device:
             self._history, self._state = self._history.to(losses.device), self._state.to(losses.device)
+        losses = losses.to(self._history.dtype)
+        start = 0
+        if distributed.active():
+            # One history for all ranks: every rank selects on the whole global batch, in rank
+            # order, and keeps its own slice; draws keyed by dataset index when indices are given.
+            batch = losses.numel()
+            losses, start = distributed.all_gather_cat(losses)
+            if keys is not None:
+                keys, _ = distributed.all_gather_cat(keys)
         keep, p = ops.histogram_select(
-            self._history, self._state, losses.to(self._history.dtype), rule=self.rule, bins=self.bins,
+            self._history, self._state, losses, rule=self.rule, bins=self.bins,
             threshold=self.threshold, clip_sigma=self.clip_sigma, clip=self.clip, keep_fraction=self.keep_fraction,
             keep=self.keep, beta=self.beta, skip_nonfinite=self.nan == "ignore", seed=self.seed,
             offset=self.calls, keys=keys,
         )
+        if distributed.active():
+            keep, p = keep[start : start + batch], p[start : start + batch]
         self.calls += 1
         self.last_p = p
         return keep
@@ -299,12 +310,20 @@ def selective_batches(
     ``leftover="carry"`` to carry samples over. ``loss_fn`` must return per-sample losses
     (``reduction="none"``). Call ``selector.set_epoch(epoch)`` first.
 
+    Under torch.distributed (one process per rank, each with its shard of the data), the
+    selector sees every rank's losses, and each rank yields only as many batches as every rank
+    can, so DDP's steps stay matched; the rest waits in the accumulator.
+
     Args:
         device: where inputs go for the selection forward (default: where they are).
         timer: a :class:`StageTimer` that receives "selection_forward" and "select" times.
     """
     if selection_mode not in ("eval", "train"):
         raise ValueError(f"selection_mode must be 'eval' or 'train', got {selection_mode!r}")
+    lockstep = distributed.active()
+    if lockstep and accumulator.leftover == "flush":
+        raise ValueError("leftover='flush' cannot keep data-parallel ranks in step (their last batches differ); "
+                         "use 'carry' or 'drop'")
     epoch = selector.epoch
     for batch in loader:
         inputs, targets, indices = _split_batch(batch)
@@ -328,7 +347,9 @@ def selective_batches(
                 keep = selector.select(losses, indices)
         with stage(timer, "select"):
             accumulator.add(tuple(batch), keep)
-            ready = list(accumulator.ready())
+            # Under DDP every rank trains the same number of batches: as many as the emptiest rank can.
+            limit = distributed.all_min(accumulator.pending // accumulator.batch_size) if lockstep else None
+            ready = list(accumulator.ready(limit))
         yield from ready
     yield from accumulator.end_epoch()
 

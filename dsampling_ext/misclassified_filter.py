@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils import _pytree as pytree
 
-from . import ops
+from . import distributed, ops
 from .accumulate import BatchAccumulator
 from .sampling import IndexSubsetSampler
 from .timing import StageTimer, stage
@@ -43,6 +43,9 @@ class MisclassifiedFilter:
     random ones. ``None`` turns it off.
 
     Counters add up: ``kept + fallback_filled == trained + dropped + pending`` (batch mode).
+
+    Under torch.distributed each rank filters its own shard and trains only as many batches as
+    every rank can, so DDP's steps stay matched.
 
     Args:
         batch_size: samples per training batch.
@@ -150,12 +153,12 @@ class MisclassifiedFilter:
                     fill = self._random_fill(keep, short)
                     self.fallback_filled += int(fill.sum())
                     self.accumulator.add(tuple(batch), fill)
-                if self.overflow == "drop":  # the thesis: at most one step, the rest discarded
-                    ready = list(self.accumulator.ready(limit=1))
-                    if ready:
-                        self.accumulator.discard()
-                else:
-                    ready = list(self.accumulator.ready())
+                limit = 1 if self.overflow == "drop" else None  # the thesis: at most one step per raw batch
+                if distributed.active():  # every rank trains as many batches as the emptiest one can
+                    limit = distributed.all_min(min(limit or 2**62, self.accumulator.pending // self.batch_size))
+                ready = list(self.accumulator.ready(limit))
+                if self.overflow == "drop" and ready:
+                    self.accumulator.discard()
             for full in ready:
                 self.raw_batches_waiting = 0
                 yield full

@@ -1,0 +1,101 @@
+"""Every method makes the same decision on every rank: two gloo processes on this machine."""
+
+import datetime
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+import dsampling_ext
+from dsampling_ext import (
+    BatchAccumulator,
+    DynamicPartitionSampler,
+    LossHistogramSelector,
+    MisclassifiedFilter,
+    RandomSubsetSampler,
+    selective_batches,
+)
+
+WORLD = 2
+
+
+def gather_objects(obj):
+    out = [None] * WORLD
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def check_samplers(rank):
+    for cls in (DynamicPartitionSampler, RandomSubsetSampler):
+        sampler = cls(1000, 0.3, seed=1)  # num_replicas and rank from the process group
+        assert (sampler.num_replicas, sampler.rank) == (WORLD, rank)
+        for epoch in range(3):
+            sampler.set_epoch(epoch)
+            shards = gather_objects(list(sampler))
+            whole = cls(1000, 0.3, seed=1, num_replicas=1, rank=0)
+            whole.load_state_dict(sampler.state_dict())
+            whole.set_epoch(epoch)
+            expected = list(whole)
+            assert shards[0] == expected[0::2] and shards[1] == expected[1::2]
+            if cls is DynamicPartitionSampler:
+                sampler.update([0.5, 0.505, 0.3][epoch])  # the same (all-reduced) accuracy on every rank
+                perms = gather_objects(sampler.perm.tolist())
+                assert perms[0] == perms[1]
+
+
+def check_histogram_selector(rank):
+    g = torch.Generator().manual_seed(100 + rank)
+    sel = LossHistogramSelector(warmup_epochs=0, history=256, seed=3)
+    history, state = torch.zeros(256), torch.zeros(2, dtype=torch.int64)
+    for step in range(6):
+        losses = torch.empty(48 + 8 * rank).exponential_(generator=g)  # ranks hold different batch sizes
+        indices = torch.arange(48 + 8 * rank) + 1000 * rank + 100000 * step
+        keep = sel.select(losses, indices)
+        everyone = gather_objects((losses, indices))
+        full_keep, _ = dsampling_ext.histogram_select(
+            history, state, torch.cat([l for l, _ in everyone]), keys=torch.cat([i for _, i in everyone]), seed=3,
+            offset=step)
+        start = 0 if rank == 0 else everyone[0][0].numel()
+        assert torch.equal(keep, full_keep[start : start + losses.numel()])
+    histories = gather_objects(sel.loss_history.tolist())
+    assert histories[0] == histories[1]
+
+
+def check_lockstep(rank):
+    torch.manual_seed(0)
+    n = 600
+    x = torch.randn(n, 8, generator=torch.Generator().manual_seed(rank))  # each rank its own shard
+    y = (x[:, 0] > 0).long()
+    y[: 100 * (rank + 1)] = 1 - y[: 100 * (rank + 1)]  # rank 1 has more errors / higher losses
+    loader = DataLoader(TensorDataset(x, y, torch.arange(n)), batch_size=50)
+    model = nn.Linear(8, 2)
+    sel = LossHistogramSelector(warmup_epochs=0, threshold=0.0, keep_fraction=0.5, seed=1)
+    acc = BatchAccumulator(32)
+    sizes = [len(b[1]) for b in selective_batches(loader, model, nn.CrossEntropyLoss(reduction="none"), sel, acc)]
+    counts = gather_objects(len(sizes))
+    assert counts[0] == counts[1] and counts[0] > 0 and set(sizes) == {32}
+    filt = MisclassifiedFilter(32, fallback_after=None)
+    filtered = gather_objects(len(list(filt.batches(loader, model))))
+    assert filtered[0] == filtered[1] > 0
+    with pytest.raises(ValueError, match="flush"):
+        list(selective_batches(loader, model, nn.CrossEntropyLoss(reduction="none"), sel, BatchAccumulator(32, "flush")))
+
+
+def worker(rank, init_file):
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD,
+                            timeout=datetime.timedelta(seconds=60))
+    try:
+        torch.set_num_threads(1)
+        check_samplers(rank)
+        check_histogram_selector(rank)
+        check_lockstep(rank)
+        dist.barrier()
+    finally:
+        dist.destroy_process_group()
+
+
+def test_two_gloo_ranks_agree(tmp_path):
+    mp.spawn(worker, args=(str(tmp_path / "rendezvous"),), nprocs=WORLD, join=True)
