@@ -116,9 +116,14 @@ def test_time_to_target_and_summary():
                  evals=[dict(train_seconds=0.0, accuracy=0.1), dict(train_seconds=1.0, accuracy=0.9)])]
     assert time_to_target(runs[0], 0.895) == 4.0 and time_to_target(runs[1], 0.895) == 1.0
     assert time_to_target(runs[1], 0.95) is None
+    for r in runs:
+        r.update(epochs=1, train_size=100)
     rows = {r["method"]: r for r in summarize(runs, Config(target_drop=0.005))}
     assert rows["adonis"]["speedup"] == pytest.approx(4.0) and rows["uniform"]["speedup"] == pytest.approx(1.0)
-    assert rows["adonis"]["selection_share"] == pytest.approx(0.1)
+    assert rows["adonis"]["selection_share"] == pytest.approx(0.1) and rows["adonis"]["budget"] == 0.5
+    never = dict(runs[1], evals=[dict(train_seconds=0.0, accuracy=0.1)])
+    row = summarize([runs[0], dict(never, method="misclassified")], Config())[1]
+    assert row["speedup"] == 0.0 and row["median_time_to_target"] is None
 
 
 def test_smoke_comparison_writes_table_json_and_plots(tmp_path, capsys):
@@ -126,7 +131,7 @@ def test_smoke_comparison_writes_table_json_and_plots(tmp_path, capsys):
                  "--methods", "uniform,adonis", "--batch-size", "32", "--out", str(tmp_path), "--no-progress"])
     assert code == 0
     out = capsys.readouterr().out
-    assert "uniform" in out and "adonis" in out and "random_subset@" in out and "speed-up" in out
+    assert "uniform" in out and "adonis" in out and "random_subset ~ adonis" in out and "speed-up" in out
     result = json.loads((tmp_path / "results.json").read_text())
     methods = [r["method"] for r in result["runs"]]
     assert methods == ["uniform", "adonis", "random_subset"]

@@ -225,8 +225,7 @@ def label(run: dict) -> str:
     """The row a run belongs to: its method, with the budget (and whom it controls) for random subsets."""
     if run["method"] != "random_subset":
         return run["method"]
-    controls = f" ({run['controls']})" if run.get("controls") else ""
-    return f"random_subset@{run['budget']:.2f}{controls}"
+    return f"random_subset ~ {run['controls']}" if run.get("controls") else f"random_subset@{run['budget']:.2f}"
 
 
 def compare(data: ImageData, cfg: Config, progress: Callable = lambda iterable, **_: iterable) -> dict:
@@ -271,16 +270,18 @@ def summarize(runs: list[dict], cfg: Config) -> list[dict]:
     for name, group in groups.items():
         ttt = [time_to_target(r, targets[r["seed"]]) for r in group]
         base = [time_to_target(uniform[r["seed"]], targets[r["seed"]]) for r in group]
-        speedups = [b / t for b, t in zip(base, ttt) if t is not None and b is not None and t > 0]
+        # a seed that never reaches the target counts as speed-up 0 (infinitely slow)
+        speedups = [0.0 if t is None else (b / t if t > 0 else math.inf) for b, t in zip(base, ttt)]
         train = [r["train_seconds"] for r in group]
         selection = [sum(r["stages"].values()) / r["train_seconds"] for r in group if r["train_seconds"] > 0]
         final, best = _mean_sd([r["final_accuracy"] for r in group]), _mean_sd([r["best_accuracy"] for r in group])
-        reached = [t for t in ttt if t is not None]
+        median_ttt = statistics.median([math.inf if t is None else t for t in ttt])
         rows.append(dict(
             method=name, seeds=len(group), final_accuracy=final, best_accuracy=best,
-            time_to_target=ttt, median_time_to_target=statistics.median(reached) if len(reached) * 2 > len(ttt) else None,
-            speedup=statistics.median(speedups) if len(speedups) * 2 > len(ttt) else None,
-            speedups=speedups, train_seconds=statistics.fmean(train),
+            time_to_target=ttt, median_time_to_target=None if math.isinf(median_ttt) else median_ttt,
+            speedup=statistics.median(speedups), speedups=speedups,
+            budget=statistics.fmean(r["backward_samples"] / (r["epochs"] * r["train_size"]) for r in group),
+            train_seconds=statistics.fmean(train),
             eval_seconds=statistics.fmean(r["eval_seconds"] for r in group),
             forward_samples=statistics.fmean(r["forward_samples"] for r in group),
             backward_samples=statistics.fmean(r["backward_samples"] for r in group),
@@ -302,19 +303,21 @@ def format_table(result: dict) -> str:
     ]
     width = max(len(row["method"]) for row in result["summary"])
     lines.append(f"{'method':<{width}} {'final acc':>11} {'best acc':>11} {'time-to-target per seed (s)':>28} "
-                 f"{'median':>7} {'speed-up':>8} {'train s':>8} {'fwd':>8} {'bwd':>8} {'select':>7}")
+                 f"{'median':>7} {'speed-up':>8} {'train s':>8} {'fwd':>8} {'bwd':>8} {'budget':>6} {'select':>7}")
     for row in result["summary"]:
         ttt = " ".join("never" if t is None else f"{t:.2f}" for t in row["time_to_target"])
         median = "never" if row["median_time_to_target"] is None else f"{row['median_time_to_target']:.2f}"
-        speedup = "-" if row["speedup"] is None else f"{row['speedup']:.2f}x"
+        speedup = f"{row['speedup']:.2f}x"
         lines.append(
             f"{row['method']:<{width}} {row['final_accuracy'][0]:.3f}±{row['final_accuracy'][1]:.3f} "
             f"{row['best_accuracy'][0]:.3f}±{row['best_accuracy'][1]:.3f} {ttt:>28} {median:>7} {speedup:>8} "
             f"{row['train_seconds']:>8.2f} {row['forward_samples']:>8.0f} {row['backward_samples']:>8.0f} "
-            f"{row['selection_share']:>7.1%}")
+            f"{row['budget']:>6.2f} {row['selection_share']:>7.1%}")
     lines.append("")
-    lines.append("fwd/bwd: samples through forward / backward passes (mean per run); select: share of training time "
-                 "in selection (selection forwards, selection and batching, DT's validation).")
+    lines.append("speed-up: median over seeds, a seed that never reaches the target counting 0. fwd/bwd: samples "
+                 "through forward / backward passes (mean per run); budget: backward samples per epoch / training set; "
+                 "select: share of training time in selection (selection forwards, selection and batching, DT's "
+                 "validation). random_subset ~ m: the control at method m's budget, per seed.")
     return "\n".join(lines)
 
 
