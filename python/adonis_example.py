@@ -10,13 +10,12 @@ epoch cost and what it reached.
 
 from __future__ import annotations
 
-import argparse
 import time
 
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
-from toy_data import PrototypeImages, accuracy, small_cnn
+from toy_data import PrototypeImages, accuracy, example_parser, small_cnn
 
 import dsampling_ext
 
@@ -50,13 +49,8 @@ def train(method: str, args, train_data, test_data) -> None:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--epochs", type=int, default=4)
-    parser.add_argument("--train-size", type=int, default=4000)
-    parser.add_argument("--test-size", type=int, default=1000)
-    parser.add_argument("--batch", type=int, default=128)
+    parser = example_parser(__doc__)
     parser.add_argument("--warmup", type=int, default=1, help="ADONIS warm-up epochs (omega)")
-    parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
     train_data = PrototypeImages(args.train_size, seed=args.seed)

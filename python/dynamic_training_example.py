@@ -8,29 +8,23 @@ same size every epoch.
 
 from __future__ import annotations
 
-import argparse
 import time
 
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
-from toy_data import PrototypeImages, accuracy, small_cnn
+from toy_data import PrototypeImages, accuracy, example_parser, small_cnn
 
 import dsampling_ext
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--epochs", type=int, default=6)
+    parser = example_parser(__doc__, epochs=6)
     parser.add_argument("--size", type=float, default=0.4, help="|A| as a fraction of the training set")
-    parser.add_argument("--train-size", type=int, default=4000)
-    parser.add_argument("--val-size", type=int, default=1000)
-    parser.add_argument("--batch", type=int, default=128)
-    parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
     train_data = PrototypeImages(args.train_size, seed=args.seed)
-    val_data = PrototypeImages(args.val_size, seed=args.seed + 1)
+    val_data = PrototypeImages(args.test_size, seed=args.seed + 1)
     loss_fn = nn.CrossEntropyLoss()
 
     samplers = {

@@ -9,25 +9,19 @@ Epoch mode (Alg. 8): one filtering pass at the start of each epoch picks the sam
 
 from __future__ import annotations
 
-import argparse
 import time
 
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
-from toy_data import PrototypeImages, accuracy, small_cnn
+from toy_data import PrototypeImages, accuracy, example_parser, small_cnn
 
 import dsampling_ext
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--epochs", type=int, default=4)
-    parser.add_argument("--train-size", type=int, default=4000)
-    parser.add_argument("--test-size", type=int, default=1000)
-    parser.add_argument("--batch", type=int, default=128)
+    parser = example_parser(__doc__)
     parser.add_argument("--margin", type=float, default=None, help="soft-accuracy margin (Alg. 6)")
-    parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
     train_data = PrototypeImages(args.train_size, seed=args.seed)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+
 import torch
 from torch import nn
 from torch.utils.data import Dataset
@@ -37,3 +39,14 @@ def accuracy(model: nn.Module, data: PrototypeImages) -> float:
         correct = (model(data.images).argmax(1) == data.labels).float().mean().item()
     model.train()
     return correct
+
+
+def example_parser(doc: str, epochs: int = 4) -> argparse.ArgumentParser:
+    """The flags every example shares: epochs, data sizes, batch size, seed."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--epochs", type=int, default=epochs)
+    parser.add_argument("--train-size", type=int, default=4000)
+    parser.add_argument("--test-size", type=int, default=1000)
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--seed", type=int, default=0)
+    return parser

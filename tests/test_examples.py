@@ -52,7 +52,7 @@ def test_misclassified_example(capsys, monkeypatch):
 
 
 def test_dynamic_training_example(capsys, monkeypatch):
-    out = run_example("dynamic_training_example.py", ["--epochs", "3", "--train-size", "500", "--val-size", "100"],
+    out = run_example("dynamic_training_example.py", ["--epochs", "3", "--train-size", "500", "--test-size", "100"],
                       capsys, monkeypatch)
     lines = out.splitlines()
     rows = lines[lines.index("dynamic partition") + 2 : lines.index("dynamic partition") + 5]

@@ -27,62 +27,22 @@ struct Wider<c10::BFloat16> {
   using type = float;
 };
 
-DS_INLINE float add_rn(float a, float b) {
+// name_rn(a, b): a OP b rounded once; on the device through the non-contractible intrinsic.
 #ifdef __CUDA_ARCH__
-  return __fadd_rn(a, b);
+#define DS_ROUNDED_OP(name, op, float_intrinsic, double_intrinsic)                  \
+  DS_INLINE float name(float a, float b) { return float_intrinsic(a, b); }       \
+  DS_INLINE double name(double a, double b) { return double_intrinsic(a, b); }
 #else
-  return a + b;
+#define DS_ROUNDED_OP(name, op, float_intrinsic, double_intrinsic) \
+  DS_INLINE float name(float a, float b) { return a op b; }      \
+  DS_INLINE double name(double a, double b) { return a op b; }
 #endif
-}
-DS_INLINE double add_rn(double a, double b) {
-#ifdef __CUDA_ARCH__
-  return __dadd_rn(a, b);
-#else
-  return a + b;
-#endif
-}
-DS_INLINE float sub_rn(float a, float b) {
-#ifdef __CUDA_ARCH__
-  return __fsub_rn(a, b);
-#else
-  return a - b;
-#endif
-}
-DS_INLINE double sub_rn(double a, double b) {
-#ifdef __CUDA_ARCH__
-  return __dsub_rn(a, b);
-#else
-  return a - b;
-#endif
-}
-DS_INLINE float mul_rn(float a, float b) {
-#ifdef __CUDA_ARCH__
-  return __fmul_rn(a, b);
-#else
-  return a * b;
-#endif
-}
-DS_INLINE double mul_rn(double a, double b) {
-#ifdef __CUDA_ARCH__
-  return __dmul_rn(a, b);
-#else
-  return a * b;
-#endif
-}
-DS_INLINE float div_rn(float a, float b) {
-#ifdef __CUDA_ARCH__
-  return __fdiv_rn(a, b);
-#else
-  return a / b;
-#endif
-}
-DS_INLINE double div_rn(double a, double b) {
-#ifdef __CUDA_ARCH__
-  return __ddiv_rn(a, b);
-#else
-  return a / b;
-#endif
-}
+
+DS_ROUNDED_OP(add_rn, +, __fadd_rn, __dadd_rn)
+DS_ROUNDED_OP(sub_rn, -, __fsub_rn, __dsub_rn)
+DS_ROUNDED_OP(mul_rn, *, __fmul_rn, __dmul_rn)
+DS_ROUNDED_OP(div_rn, /, __fdiv_rn, __ddiv_rn)
+#undef DS_ROUNDED_OP
 
 // Unit roundoff of T: the largest relative error of one rounding.
 template <typename T>

@@ -33,7 +33,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--momentum", type=float, default=0.9)
     p.add_argument("--schedule", default="constant", choices=SCHEDULES)
     p.add_argument("--target-drop", type=float, default=0.005, help="target = uniform's final accuracy minus this")
-    p.add_argument("--eval-interval", type=float, default=0.2, help="seconds of training between test evaluations")
+    p.add_argument("--eval-steps", type=int, default=4, help="optimizer steps between test evaluations (and every epoch end)")
     p.add_argument("--dt-size", type=float, default=0.5, help="dynamic partition: |A| as a fraction of the training set")
     p.add_argument("--random-subset-fraction", type=float, default=0.5, help="budget of a random_subset run asked for by name")
     p.add_argument("--no-controls", action="store_true", help="skip the random-subset control of each selective method")
@@ -52,7 +52,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         assert len(args.image_shape) == 3
     except (ValueError, AssertionError):
         p.error(f"--image-shape must be C,H,W, got {args.image_shape!r}")
-    for name in ("epochs", "seeds", "batch_size", "threads", "size"):
+    for name in ("epochs", "seeds", "batch_size", "threads", "size", "eval_steps"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1")
     return args
@@ -62,7 +62,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     cfg = Config(methods=args.methods, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, momentum=args.momentum,
                  schedule=args.schedule, model=args.model, seeds=args.seeds, seed=args.seed, target_drop=args.target_drop,
-                 eval_interval=args.eval_interval, threads=args.threads, dt_size=args.dt_size,
+                 eval_steps=args.eval_steps, threads=args.threads, dt_size=args.dt_size,
                  controls=not args.no_controls, random_subset_fraction=args.random_subset_fraction,
                  progress=not args.no_progress)
     data = load_dataset(args.dataset, args.data_dir, size=args.size, label_noise=args.label_noise,

@@ -54,7 +54,7 @@ class Config:
     seeds: int = 3
     seed: int = 0
     target_drop: float = 0.005
-    eval_interval: float = 0.2  # seconds of training between evaluations (plus every epoch end)
+    eval_steps: int = 4  # optimizer steps between test evaluations (plus every epoch end)
     threads: int = 2
     dt_size: float = 0.5
     controls: bool = True
@@ -187,9 +187,9 @@ def run_method(method: str, data: ImageData, cfg: Config, seed: int, budget: Opt
             counts["backward"] += len(y)
             counts["steps"] += 1
             steps_in_epoch += 1
-            if clock.now() - (evals[-1]["train_seconds"] if evals else 0.0) >= cfg.eval_interval:
+            if counts["steps"] % cfg.eval_steps == 0:
                 clock.stop()
-                evaluate(epoch + 0.5)
+                evaluate(epoch + steps_in_epoch / max(1, len(loader)))
                 clock.start()
         if filt is not None:
             counts["forward"] += filt.seen - seen_before
