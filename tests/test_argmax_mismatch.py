@@ -78,8 +78,9 @@ def test_non_contiguous_and_empty():
 
 
 def test_large_epoch_mode_case():
-    logits = torch.randn(100_000, 10, generator=torch.Generator().manual_seed(2))
-    labels = torch.randint(0, 10, (100_000,), generator=torch.Generator().manual_seed(3))
+    # 300k rows: the compaction runs in several chunks (one per thread) that must not overlap
+    logits = torch.randn(300_000, 10, generator=torch.Generator().manual_seed(2))
+    labels = torch.randint(0, 10, (300_000,), generator=torch.Generator().manual_seed(3))
     keep, kept, count = dsampling_ext.argmax_mismatch(logits, labels)
     assert torch.equal(keep, logits.argmax(1) != labels)
     assert torch.equal(kept[: int(count)], keep.nonzero().flatten())
