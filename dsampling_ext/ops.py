@@ -291,11 +291,11 @@ def argmax_mismatch(logits: Tensor, labels: Tensor, margin: Optional[float] = No
     return torch.ops.dsampling.argmax_mismatch.default(logits, labels, margin)
 
 
-def _check_perm(name: str, perm: Tensor) -> None:
-    _check_tensor(name, perm)
-    _check_device("partition ops", name, perm.device)
+def _check_perm(op: str, perm: Tensor) -> None:
+    _check_tensor("perm", perm)
+    _check_device(op, "perm", perm.device)
     if perm.dtype != torch.int64 or perm.dim() != 1 or not perm.is_contiguous():
-        raise ValueError(f"{name} must be a contiguous 1-D int64 tensor, got {perm.dtype} {tuple(perm.shape)}")
+        raise ValueError(f"perm must be a contiguous 1-D int64 tensor, got {perm.dtype} {tuple(perm.shape)}")
 
 
 def _check_count(name: str, value, high: int, high_text: str) -> int:
@@ -320,7 +320,7 @@ def partition_resample(perm: Tensor, size: int, k: int, seed: int = 0, offset: i
     Returns:
         ``perm``.
     """
-    _check_perm("perm", perm)
+    _check_perm("partition_resample", perm)
     n = perm.numel()
     _check_count("size", size, n, "N")
     _check_count("k", k, min(size, n - size), "min(size, N - size)")
@@ -331,7 +331,7 @@ def partition_resample(perm: Tensor, size: int, k: int, seed: int = 0, offset: i
 def random_subset_(perm: Tensor, size: int, seed: int = 0, offset: int = 0) -> Tensor:
     """Partially shuffle ``perm`` in place so that ``perm[:size]`` is a uniformly random subset of
     its elements, in random order (O(size) swaps; ``size = N`` shuffles it all). Returns ``perm``."""
-    _check_perm("perm", perm)
+    _check_perm("random_subset_", perm)
     _check_count("size", size, perm.numel(), "N")
     torch.ops.dsampling.random_subset_.default(perm, size, _as_int64(seed, "seed"), _as_int64(offset, "offset"))
     return perm
