@@ -45,29 +45,19 @@ def test_random_subset_matches_reference(n, data, seed, offset):
     assert got.tolist() == want[:size] and len(set(got.tolist())) == size
 
 
-def test_leaving_elements_are_uniform():
+def test_moved_elements_are_uniform():
     # 20000 resamples of the same A (|A| = 50, k = 5, |B| = 150): how often each member of A
-    # leaves; chi-square at the 0.999 level, fixed seed.
+    # leaves and each member of B enters; chi-square at the 0.999 level, fixed seed.
     size, n, k, trials = 50, 200, 5, 20000
-    left = np.zeros(n)
+    left, entered = np.zeros(n), np.zeros(n)
     for t in range(trials):
         perm = torch.arange(n)
         dsampling_ext.partition_resample(perm, size, k, seed=42, offset=t)
         left[perm[size : size + k].numpy()] += 1  # the k that left A sit at the front of B
-    assert left[size:].sum() == 0
+        entered[perm[:k].numpy()] += 1  # the k that entered sit at the front of A
+    assert left[size:].sum() == 0 and entered[:size].sum() == 0
     assert chi2_statistic(left[:size], np.full(size, trials * k / size)) < chi2_critical(size - 1)
-
-
-def test_entering_elements_are_uniform():
-    size, n, k, trials = 50, 200, 5, 20000
-    entered = np.zeros(n)
-    for t in range(trials):
-        perm = torch.arange(n)
-        dsampling_ext.partition_resample(perm, size, k, seed=7, offset=t)
-        entered[perm[:size].numpy()] += 1
-    entered = entered[size:]
-    expected = np.full(n - size, trials * k / (n - size))
-    assert chi2_statistic(entered, expected) < chi2_critical(n - size - 1)
+    assert chi2_statistic(entered[size:], np.full(n - size, trials * k / (n - size))) < chi2_critical(n - size - 1)
 
 
 def test_random_subset_inclusion_is_uniform():
