@@ -234,6 +234,7 @@ def compare(data: ImageData, cfg: Config, progress: Callable = lambda iterable, 
     methods = list(cfg.methods)
     if "uniform" not in methods:
         methods.insert(0, "uniform")
+    _warm_up(data, cfg)
     runs: list[dict] = []
     seeds = [cfg.seed + s for s in range(cfg.seeds)]
     for seed in seeds:
@@ -254,6 +255,20 @@ def compare(data: ImageData, cfg: Config, progress: Callable = lambda iterable, 
     return dict(config=asdict(cfg), data=data.describe(), runs=runs, summary=summarize(runs, cfg),
                 machine=dict(platform=platform.platform(), processor=platform.processor(), python=sys.version.split()[0],
                              torch=torch.__version__, threads=cfg.threads, build=dsampling_ext.build_info()))
+
+
+def _warm_up(data: ImageData, cfg: Config) -> None:
+    """A few untimed training steps, so that one-time start-up costs (kernel selection, thread
+    pools, allocator growth) do not land on whichever method is timed first."""
+    model = build_model(cfg.model, data.shape, data.classes)
+    optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr)
+    x, y = data.train_x[: cfg.batch_size], data.train_y[: cfg.batch_size]
+    for _ in range(3):
+        loss = nn.functional.cross_entropy(model(x), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    accuracy(model, data.test_x, data.test_y)
 
 
 def _mean_sd(values: list[float]) -> tuple[float, float]:
