@@ -44,8 +44,9 @@ class MisclassifiedFilter:
 
     Counters add up: ``kept + fallback_filled == trained + dropped + pending`` (batch mode).
 
-    Under torch.distributed each rank filters its own shard and trains only as many batches as
-    every rank can, so DDP's steps stay matched.
+    Under torch.distributed each rank filters its own shard; in batch mode each trains only as
+    many batches as every rank can, so DDP's steps stay matched; in epoch mode the kept set is
+    the union over ranks, and the returned sampler gives each rank its shard of it.
 
     Args:
         batch_size: samples per training batch.
@@ -171,21 +172,25 @@ class MisclassifiedFilter:
         """
         if self.mode != "epoch":
             raise RuntimeError("epoch_sampler() is for mode='epoch'; use batches() in mode='batch'")
-        kept, seen = [], 0
+        kept, seen, size = [], 0, 0  # size: 1 + the largest dataset index seen
         for batch in loader:
             if not isinstance(batch, (tuple, list)) or len(batch) not in (2, 3):
                 raise ValueError("the loader must yield (inputs, targets) or (inputs, targets, indices)")
             targets = batch[1]
-            indices = batch[2] if len(batch) == 3 else torch.arange(seen, seen + targets.shape[0])
+            indices = batch[2].cpu() if len(batch) == 3 else torch.arange(seen, seen + targets.shape[0])
             logits = self._forward(model, batch[0], device)
             _, kept_rows, count = ops.argmax_mismatch(logits, targets.to(logits.device), self.margin)
-            kept.append(indices.cpu()[kept_rows[: int(count)].cpu()])
+            kept.append(indices[kept_rows[: int(count)].cpu()])
             seen += targets.shape[0]
+            size = max(size, int(indices.max()) + 1 if indices.numel() else 0)
         indices = torch.cat(kept) if kept else torch.zeros(0, dtype=torch.int64)
         self.seen += seen
         self.kept += indices.numel()
+        if distributed.active():  # each rank filtered its shard: the epoch's set is their union
+            indices = torch.unique(distributed.all_gather_cat(indices)[0])
+            size = -distributed.all_min(-size)
         if self.fallback_after is not None and indices.numel() < self.batch_size:
-            taken = torch.zeros(seen, dtype=torch.bool)
+            taken = torch.zeros(size, dtype=torch.bool)
             taken[indices] = True
             fill = self._random_fill(taken, self.batch_size - indices.numel()).nonzero().flatten()
             self.fallback_filled += fill.numel()

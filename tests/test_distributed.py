@@ -80,6 +80,15 @@ def check_lockstep(rank):
     filt = MisclassifiedFilter(32, fallback_after=None)
     filtered = gather_objects(len(list(filt.batches(loader, model))))
     assert filtered[0] == filtered[1] > 0
+    # epoch mode: each rank filters its own half; all ranks then sample from the union
+    shard = DataLoader(TensorDataset(x, y, torch.arange(n) + n * rank), batch_size=50)
+    sampler = MisclassifiedFilter(32, mode="epoch").epoch_sampler(model, shard)
+    sets = gather_objects(sampler.indices.tolist())
+    assert sets[0] == sets[1]  # one kept set on every rank...
+    union = set(sets[0])
+    assert any(i < n for i in union) and any(i >= n for i in union)  # ...drawn from both ranks' halves
+    shards = gather_objects(list(sampler))
+    assert len(shards[0]) == len(shards[1]) == -(-len(union) // 2) and set(shards[0] + shards[1]) == union
     with pytest.raises(ValueError, match="flush"):
         list(selective_batches(loader, model, nn.CrossEntropyLoss(reduction="none"), sel, BatchAccumulator(32, "flush")))
 
