@@ -36,8 +36,9 @@ DS_INLINE ClipBounds clip_bounds(double mean, double sd, double sigma, int64_t m
 
 // The clipped value of v; false when the drop mode ignores it.
 DS_INLINE bool clip(double v, const ClipBounds& b, double* out) {
-  if (b.mode == kClamp) {
-    *out = v < b.lo ? b.lo : (v > b.hi ? b.hi : v);
+  if (b.mode == kClamp) {  // two plain selects (maxsd/minsd on x86): no mispredicted branches
+    const double raised = v < b.lo ? b.lo : v;
+    *out = raised > b.hi ? b.hi : raised;
     return true;
   }
   *out = v;

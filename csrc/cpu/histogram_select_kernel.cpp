@@ -23,7 +23,10 @@ using selection::kLanes;
 template <typename F>
 double lane_tree_sum(int64_t n, const F& f) {
   double partial[kLanes] = {0.0};
-  for (int64_t j = 0; j < n; ++j) partial[j % kLanes] = add_rn(partial[j % kLanes], f(j));
+  for (int64_t base = 0; base < n; base += kLanes) {  // rows of kLanes: the inner loop vectorises
+    const int64_t m = std::min<int64_t>(kLanes, n - base);
+    for (int64_t t = 0; t < m; ++t) partial[t] = add_rn(partial[t], f(base + t));
+  }
   for (int s = kLanes / 2; s > 0; s >>= 1) {
     for (int t = 0; t < s; ++t) partial[t] = add_rn(partial[t], partial[t + s]);
   }
@@ -98,10 +101,11 @@ std::tuple<at::Tensor, at::Tensor> histogram_select_cpu(
     double lo = std::numeric_limits<double>::infinity(), hi = -lo;
     for (int64_t j = 0; j < length; ++j) {
       double c;
-      if (!selection::clip(value(j), bounds, &c)) continue;
-      clipped[n++] = c;
-      lo = c < lo ? c : lo;
-      hi = c > hi ? c : hi;
+      const bool inside = selection::clip(value(j), bounds, &c);
+      clipped[n] = c;  // branch-free: a dropped value is overwritten by the next one
+      n += inside;
+      lo = inside && c < lo ? c : lo;
+      hi = inside && c > hi ? c : hi;
     }
     clipped.resize(n);
     std::vector<double> edges;
