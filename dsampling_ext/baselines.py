@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from typing import Iterator, Optional, Sized, Union
 
-import torch
 from torch.utils.data import Sampler
 
 from . import ops

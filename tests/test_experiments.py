@@ -11,7 +11,7 @@ import torch
 
 from dsampling_ext.experiments import data as data_mod
 from dsampling_ext.experiments.__main__ import main, parse_args
-from dsampling_ext.experiments.harness import Config, compare, format_table, summarize, time_to_target
+from dsampling_ext.experiments.harness import Config, summarize, time_to_target
 from dsampling_ext.experiments.models import build_model
 
 

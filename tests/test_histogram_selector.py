@@ -250,7 +250,7 @@ def test_selective_batches_with_staleness_skips_fresh_forwards():
     for epoch in range(4):
         sel.set_epoch(epoch)
         model.rows = 0
-        for x, y, idx in selective_batches(loader, model, nn.CrossEntropyLoss(reduction="none"), sel, acc, cache=cache):
+        for _ in selective_batches(loader, model, nn.CrossEntropyLoss(reduction="none"), sel, acc, cache=cache):
             pass
         rows.append(model.rows)
     assert rows == [256, 0, 256, 0]  # each loss is refreshed every second epoch

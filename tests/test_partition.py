@@ -1,6 +1,5 @@
 """partition_resample / random_subset ops, DynamicPartitionSampler and RandomSubsetSampler."""
 
-import math
 
 import numpy as np
 import pytest
@@ -9,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import dsampling_ext
-from dsampling_ext import DynamicPartitionSampler, RandomSubsetSampler, ops
+from dsampling_ext import DynamicPartitionSampler, RandomSubsetSampler
 from reference import partial_shuffle, partition_resample_reference
 from stats import chi2_critical, chi2_statistic
 
