@@ -148,7 +148,7 @@ std::tuple<at::Tensor, at::Tensor> histogram_select_cpu(
       if (rule == selection::kCdf) {
         keep_out[i] = static_cast<double>(u[i]) < pi;
       } else if (keep_mode == selection::kBernoulli) {
-        keep_out[i] = pi > threshold && static_cast<double>(u[i]) < keep_fraction;
+        keep_out[i] = (pi > threshold) & (static_cast<double>(u[i]) < keep_fraction);  // no branch
       } else {
         keep_out[i] = false;
         if (pi > threshold) candidates.push_back(i);
