@@ -64,14 +64,21 @@ DS_INLINE float element_uniform(int64_t seed, int64_t offset, uint64_t i, int dr
 // A uniform integer in [0, m) for element i: the 64-bit word pair `pair` (0: words 0-1,
 // 1: words 2-3) of block i, scaled by a 64x64 -> high-64 multiply (Lemire). The bias is below
 // m / 2^64, and every m up to 2^63 is reachable (a float draw would stop at 2^24).
-DS_INLINE uint64_t element_below(int64_t seed, int64_t offset, uint64_t i, int pair, uint64_t m) {
+DS_INLINE uint64_t element_bits(int64_t seed, int64_t offset, uint64_t i, int pair) {
   const Block b = stream_block(seed, offset, i);
-  const uint64_t r = (static_cast<uint64_t>(b.v[2 * pair]) << 32) | b.v[2 * pair + 1];
+  return (static_cast<uint64_t>(b.v[2 * pair]) << 32) | b.v[2 * pair + 1];
+}
+
+DS_INLINE uint64_t scale_below(uint64_t bits, uint64_t m) {
 #ifdef __CUDA_ARCH__
-  return __umul64hi(r, m);
+  return __umul64hi(bits, m);
 #else
-  return static_cast<uint64_t>((static_cast<unsigned __int128>(r) * m) >> 64);
+  return static_cast<uint64_t>((static_cast<unsigned __int128>(bits) * m) >> 64);
 #endif
+}
+
+DS_INLINE uint64_t element_below(int64_t seed, int64_t offset, uint64_t i, int pair, uint64_t m) {
+  return scale_below(element_bits(seed, offset, i, pair), m);
 }
 
 // Partial Fisher-Yates on data[0, n): afterwards data[0, k) holds k distinct elements chosen
