@@ -11,6 +11,8 @@ import torch
 from torch import Tensor
 from torch.utils import _pytree as pytree
 
+from ._validate import require_int
+
 __all__ = ["BatchAccumulator", "LEFTOVER_POLICIES"]
 
 #: What happens to selected samples still pending at the end of an epoch.
@@ -35,8 +37,7 @@ class BatchAccumulator:
     """
 
     def __init__(self, batch_size: int, leftover: str = "carry"):
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+        require_int("batch_size", batch_size, 1)
         if leftover not in LEFTOVER_POLICIES:
             raise ValueError(f"leftover must be one of {LEFTOVER_POLICIES}, got {leftover!r}")
         self.batch_size = batch_size

@@ -9,6 +9,7 @@ from typing import Iterator, Optional, Sized, Union
 from torch.utils.data import Sampler
 
 from . import ops
+from ._validate import require_seed
 from .partition import _num_samples, resolve_size
 from .sampling import resolve_replicas, shard, sharded_length
 
@@ -32,9 +33,7 @@ class RandomSubsetSampler(Sampler[int]):
                  num_replicas: Optional[int] = None, rank: Optional[int] = None):
         self.num_samples = _num_samples(data_source)
         self.size = resolve_size(fraction, self.num_samples, "fraction")
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise TypeError(f"seed must be an int, got {type(seed).__name__}")
-        self.seed = seed
+        self.seed = require_seed(seed)
         self.epoch = 0
         self.num_replicas, self.rank = resolve_replicas(num_replicas, rank)
 

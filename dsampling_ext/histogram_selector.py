@@ -8,7 +8,6 @@ Losers", 2019 (rule="cdf").
 
 from __future__ import annotations
 
-import math
 from typing import Any, Callable, Iterable, Iterator, Optional, Union
 
 import torch
@@ -16,22 +15,11 @@ from torch import Tensor, nn
 from torch.utils import _pytree as pytree
 
 from . import distributed, ops
+from ._validate import require_int, require_number, require_seed
 from .accumulate import BatchAccumulator
 from .timing import StageTimer, stage
 
 __all__ = ["LossCache", "LossHistogramSelector", "selective_batches"]
-
-
-def _require_int(name: str, value, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
-    return value
-
-
-def _require_float(name: str, value, low: float, high: float = math.inf) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (low <= value <= high) or math.isnan(value):
-        raise ValueError(f"{name} must be a number in [{low}, {high}], got {value!r}")
-    return float(value)
 
 
 class LossHistogramSelector:
@@ -84,7 +72,7 @@ class LossHistogramSelector:
         seed: int = 0,
         nan: str = "error",
     ):
-        self.history = _require_int("history", history, 1)
+        self.history = require_int("history", history, 1)
         if history > ops.MAX_HISTORY:
             raise ValueError(f"history must be at most {ops.MAX_HISTORY}, got {history}")
         if isinstance(bins, str):
@@ -92,22 +80,20 @@ class LossHistogramSelector:
         elif isinstance(bins, bool) or not isinstance(bins, int) or not 1 <= bins <= ops.MAX_SELECT_BINS:
             raise ValueError(f"bins must be an int in [1, {ops.MAX_SELECT_BINS}] or one of {sorted(ops.BIN_RULES)}, got {bins!r}")
         self.bins = bins
-        self.clip_sigma = None if clip_sigma is None else _require_float("clip_sigma", clip_sigma, 0.0)
+        self.clip_sigma = None if clip_sigma is None else require_number("clip_sigma", clip_sigma, 0.0)
         ops._choice("clip", clip, {"clamp": 1, "drop": 2})
         self.clip = clip
-        self.threshold = _require_float("threshold", threshold, 0.0)
-        self.keep_fraction = _require_float("keep_fraction", keep_fraction, 0.0, 1.0)
+        self.threshold = require_number("threshold", threshold, 0.0)
+        self.keep_fraction = require_number("keep_fraction", keep_fraction, 0.0, 1.0)
         ops._choice("keep", keep, ops.KEEP_MODES)
         ops._choice("rule", rule, ops.SELECT_RULES)
         if rule == "cdf" and keep != "bernoulli":
             raise ValueError(f"keep must be 'bernoulli' with rule='cdf', got {keep!r}")
         self.keep, self.rule = keep, rule
-        self.beta = _require_float("beta", beta, 0.0)
-        self.warmup_epochs = _require_int("warmup_epochs", warmup_epochs, 0)
-        self.staleness = _require_int("staleness", staleness, 1)
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise TypeError(f"seed must be an int, got {type(seed).__name__}")
-        self.seed = seed
+        self.beta = require_number("beta", beta, 0.0)
+        self.warmup_epochs = require_int("warmup_epochs", warmup_epochs, 0)
+        self.staleness = require_int("staleness", staleness, 1)
+        self.seed = require_seed(seed)
         ops._choice("nan", nan, {"error": 0, "ignore": 1})
         self.nan = nan
         self.epoch = 0
@@ -130,7 +116,7 @@ class LossHistogramSelector:
 
     def set_epoch(self, epoch: int) -> None:
         """Set the current epoch (0-based), as with DistributedSampler."""
-        self.epoch = _require_int("epoch", epoch, 0)
+        self.epoch = require_int("epoch", epoch, 0)
 
     @property
     def in_warmup(self) -> bool:
@@ -236,8 +222,8 @@ class LossCache:
     """
 
     def __init__(self, num_samples: int, staleness: int = 1, device: Union[torch.device, str, None] = None):
-        self.num_samples = _require_int("num_samples", num_samples, 1)
-        self.staleness = _require_int("staleness", staleness, 1)
+        self.num_samples = require_int("num_samples", num_samples, 1)
+        self.staleness = require_int("staleness", staleness, 1)
         self.losses = torch.zeros(num_samples, dtype=torch.float32, device=device)
         self.updated_epoch = torch.full((num_samples,), -1, dtype=torch.int64, device=device)
 

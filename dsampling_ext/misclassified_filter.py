@@ -14,6 +14,7 @@ from torch import Tensor, nn
 from torch.utils import _pytree as pytree
 
 from . import distributed, ops
+from ._validate import require_seed
 from .accumulate import BatchAccumulator
 from .sampling import IndexSubsetSampler
 from .timing import StageTimer, stage
@@ -78,8 +79,7 @@ class MisclassifiedFilter:
             raise ValueError(f"fallback_after must be None or an int >= 1, got {fallback_after!r}")
         if selection_mode not in ("eval", "train"):
             raise ValueError(f"selection_mode must be 'eval' or 'train', got {selection_mode!r}")
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+        require_seed(seed)
         self.accumulator = BatchAccumulator(batch_size, leftover="carry")
         self.batch_size = batch_size
         self.mode, self.margin, self.overflow = mode, margin, overflow

@@ -13,6 +13,8 @@ from typing import Optional, Sequence, Union
 import torch
 from torch import Tensor
 
+from ._validate import require_int
+
 __all__ = [
     "BIN_RULES",
     "argmax_mismatch",
@@ -344,8 +346,7 @@ def random_subset(num_samples: int, size: int, seed: int = 0, offset: int = 0,
     Returns:
         Tensor[size] int64 (the same values on CPU and CUDA for the same seed and offset).
     """
-    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 0:
-        raise ValueError(f"num_samples must be an int >= 0, got {num_samples!r}")
+    require_int("num_samples", num_samples, 0)
     _check_count("size", size, num_samples, "num_samples")
     perm = torch.arange(num_samples, dtype=torch.int64, device=device)
     return random_subset_(perm, size, seed, offset)[:size].clone()

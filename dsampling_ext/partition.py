@@ -17,6 +17,7 @@ from torch import Tensor
 from torch.utils.data import Sampler
 
 from . import ops
+from ._validate import require_number, require_seed
 from .sampling import resolve_replicas, shard, sharded_length
 
 __all__ = ["DynamicPartitionSampler"]
@@ -95,17 +96,14 @@ class DynamicPartitionSampler(Sampler[int]):
     ):
         self.num_samples = _num_samples(data_source)
         self.size = resolve_size(size, self.num_samples)
-        for name, value, low, high in (("replace_fraction", replace_fraction, 0.0, 1.0), ("threshold", threshold, 0.0, 1.0),
-                                       ("decay", decay, 0.0, 1.0)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
-                raise ValueError(f"{name} must be a number in [{low}, {high}], got {value!r}")
+        self.replace_fraction = require_number("replace_fraction", replace_fraction, 0.0, 1.0)
+        self.threshold = require_number("threshold", threshold, 0.0, 1.0)
+        self.decay = require_number("decay", decay, 0.0, 1.0)
         if rule not in RULES:
             raise ValueError(f"rule must be one of {RULES}, got {rule!r}")
         if best not in BEST:
             raise ValueError(f"best must be one of {BEST}, got {best!r}")
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise TypeError(f"seed must be an int, got {type(seed).__name__}")
-        self.replace_fraction, self.threshold, self.decay = float(replace_fraction), float(threshold), float(decay)
+        require_seed(seed)
         self.rule, self.best, self.shuffle, self.seed = rule, best, shuffle, seed
         self.num_replicas, self.rank = resolve_replicas(num_replicas, rank)
         # Draw offsets: 0 for the initial A, 2e + 2 for epoch e's shuffle, 2n + 1 for update n.

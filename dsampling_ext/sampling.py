@@ -11,6 +11,8 @@ import torch.distributed as dist
 from torch import Tensor
 from torch.utils.data import Sampler
 
+from ._validate import require_int
+
 __all__ = ["IndexSubsetSampler", "resolve_replicas", "shard"]
 
 
@@ -20,8 +22,7 @@ def resolve_replicas(num_replicas: Optional[int], rank: Optional[int]) -> tuple[
         num_replicas = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
     if rank is None:
         rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
-    if isinstance(num_replicas, bool) or not isinstance(num_replicas, int) or num_replicas < 1:
-        raise ValueError(f"num_replicas must be an int >= 1, got {num_replicas!r}")
+    require_int("num_replicas", num_replicas, 1)
     if isinstance(rank, bool) or not isinstance(rank, int) or not 0 <= rank < num_replicas:
         raise ValueError(f"rank must be an int in [0, {num_replicas}), got {rank!r}")
     return num_replicas, rank
