@@ -112,14 +112,15 @@ std::tuple<at::Tensor, at::Tensor> histogram_select_cpu(
     std::vector<double> pmf;  // count / n per bin
     std::vector<double> sorted;
     int32_t k = 0;
+    double denom = 0.0;  // numpy's norm_denom: last edge - first edge
     if (n > 0 && rule == selection::kPmf) {
       k = static_cast<int32_t>(binning::bin_count(bin_rule, n, bins));
       const binning::OuterEdges<double> outer = binning::outer_edges<double>(lo, hi);
       edges.resize(k + 1);
       for (int32_t j = 0; j <= k; ++j) edges[j] = binning::linspace_edge<double>(j, k, outer.first, outer.last);
       std::vector<int64_t> counts(k, 0);
-      cpu::count_bins<double, double, false>(clipped.data(), n, edges.data(), k, sub_rn(outer.last, outer.first),
-                                             counts.data());
+      denom = sub_rn(outer.last, outer.first);
+      cpu::count_bins<double, double, false>(clipped.data(), n, edges.data(), k, denom, counts.data());
       pmf.resize(k);
       for (int32_t j = 0; j < k; ++j) pmf[j] = div_rn(static_cast<double>(counts[j]), static_cast<double>(n));
     } else if (n > 0) {
@@ -136,7 +137,7 @@ std::tuple<at::Tensor, at::Tensor> histogram_select_cpu(
       if (n > 0 && std::isfinite(v) && selection::clip(v, bounds, &c)) {
         if (rule == selection::kPmf) {
           const auto edge = [&edges](int32_t j) { return edges[j]; };
-          const int32_t b = binning::bin_index<double, double>(c, edge, k, sub_rn(edges[k], edges[0]));
+          const int32_t b = binning::bin_index<double, double>(c, edge, k, denom);
           pi = b >= 0 ? pmf[b] : 0.0;
         } else {
           const int64_t left = std::lower_bound(sorted.begin(), sorted.end(), c) - sorted.begin();
