@@ -306,6 +306,11 @@ def selective_batches(
     """
     if selection_mode not in ("eval", "train"):
         raise ValueError(f"selection_mode must be 'eval' or 'train', got {selection_mode!r}")
+    if cache is None and selector.staleness > 1:
+        raise ValueError(f"selector.staleness={selector.staleness} needs a LossCache to keep losses between epochs; "
+                         f"pass cache=LossCache(len(dataset), staleness={selector.staleness})")
+    if cache is not None and cache.staleness != selector.staleness:
+        raise ValueError(f"cache.staleness ({cache.staleness}) and selector.staleness ({selector.staleness}) differ")
     lockstep = distributed.active()
     if lockstep and accumulator.leftover == "flush":
         raise ValueError("leftover='flush' cannot keep data-parallel ranks in step (their last batches differ); "

@@ -265,3 +265,14 @@ def test_selective_batches_needs_per_sample_losses_and_indices_for_a_cache():
     with pytest.raises(ValueError, match="needs the loader to yield"):
         list(selective_batches(loader, CountingModel(), nn.CrossEntropyLoss(reduction="none"), sel,
                                BatchAccumulator(16), cache=LossCache(64)))
+
+
+def test_selective_batches_rejects_a_staleness_it_cannot_honour():
+    data = IndexedData(64)
+    loader = DataLoader(data, batch_size=16)
+    loss_fn = nn.CrossEntropyLoss(reduction="none")
+    stale = LossHistogramSelector(warmup_epochs=0, staleness=3)
+    with pytest.raises(ValueError, match="selector.staleness=3 needs a LossCache"):
+        list(selective_batches(loader, CountingModel(), loss_fn, stale, BatchAccumulator(16)))
+    with pytest.raises(ValueError, match=r"cache.staleness \(2\) and selector.staleness \(3\) differ"):
+        list(selective_batches(loader, CountingModel(), loss_fn, stale, BatchAccumulator(16), cache=LossCache(64, 2)))
