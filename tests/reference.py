@@ -87,18 +87,17 @@ def numpy_edges(first: float, last: float, k: int, device=None) -> torch.Tensor:
 
 
 def bin_of(values: torch.Tensor, edges: torch.Tensor) -> torch.Tensor:
-    """edges[j] <= v < edges[j+1], the last bin closed; -1 outside."""
+    """edges[j] <= v < edges[j+1], the last bin closed; -1 outside (and for NaN)."""
     k = edges.numel() - 1
     b = torch.bucketize(values, edges, right=True) - 1
     b = torch.where(values == edges[-1], torch.full_like(b, k - 1), b)
-    return torch.where((values < edges[0]) | (values > edges[-1]), torch.full_like(b, -1), b)
+    return torch.where((values >= edges[0]) & (values <= edges[-1]), b, torch.full_like(b, -1))
 
 
 class HistogramSelectReference:
-    """Pure-PyTorch histogram_select with its own history, step by step as SPEC section 2 says.
-
-    Also the composite a user would write; the benchmarks time it against the fused op.
-    """
+    """Pure-PyTorch histogram_select with its own history, step by step as SPEC section 2 says,
+    bit for bit (Philox draws, the kernel's summation order). The benchmarks check the fused op
+    against it before timing the op against a plain torch composite."""
 
     def __init__(self, capacity: int, device=None):
         self.capacity = capacity
@@ -144,12 +143,12 @@ class HistogramSelectReference:
             left = (hc[None, :] < lc[:, None]).sum(1)
             right = (hc[None, :] <= lc[:, None]).sum(1)
             pct = (left + right + (left < right).long()).double() / (2.0 * n)
-            powered = torch.ones_like(pct)
-            if float(beta).is_integer():
+            if float(beta).is_integer() and beta <= 64:  # whole exponents: repeated products, in order
+                powered = torch.ones_like(pct)
                 for _ in range(int(beta)):
                     powered = powered * pct
-            else:
-                powered = pct**beta
+            else:  # Python's float ** is C's pow, as the kernel's (torch's vectorised pow may differ)
+                powered = torch.tensor([x**beta for x in pct.tolist()], dtype=torch.float64, device=pct.device)
             p = torch.where(inside, powered, p)
         positions = torch.arange(losses.numel()) if keys is None else keys.cpu()
         u = torch.from_numpy(philox_words(positions.numpy(), seed, offset)).to(losses.device)

@@ -25,36 +25,55 @@ options = st.fixed_dictionaries(
         "clip": st.sampled_from(["clamp", "drop"]),
         "keep_fraction": st.sampled_from([0.0, 0.3, 0.5, 1.0]),
         "keep": st.sampled_from(["bernoulli", "fraction", "top"]),
-        "beta": st.sampled_from([0.0, 1.0, 2.0, 3.0]),
+        # whole exponents (repeated products, up to 64) and any other (pow)
+        "beta": st.one_of(st.sampled_from([0.0, 1.0, 2.0, 3.0, 64.0, 65.0]), st.floats(0, 80)),
         "seed": st.integers(-(2**63), 2**63 - 1),
+        "skip_nonfinite": st.booleans(),
     }
 )
+
+NON_FINITE = [math.nan, math.inf, -math.inf]
 
 
 @st.composite
 def loss_batches(draw):
+    """Batches of losses: repeats from a small pool (ties, equal bins) or any floats, with
+    NaN/Inf mixed in at times; enough values in all to wrap a ring buffer of up to 600 slots."""
     pool = draw(st.lists(st.floats(0, 20, width=32), min_size=1, max_size=5))
-    batches = []
-    for _ in range(draw(st.integers(1, 6))):
-        size = draw(st.integers(1, 200))
-        if draw(st.booleans()):
-            batches.append(draw(st.lists(st.sampled_from(pool), min_size=size, max_size=size)))
-        else:
-            batches.append(draw(st.lists(st.floats(0, 20, width=32), min_size=size, max_size=size)))
-    return batches
+    values = st.sampled_from(pool) if draw(st.booleans()) else st.floats(0, 20, width=32)
+    if draw(st.booleans()):
+        values = st.one_of(values, st.sampled_from(NON_FINITE))
+    return [draw(st.lists(values, min_size=1, max_size=200)) for _ in range(draw(st.integers(1, 6)))]
+
+
+@st.composite
+def key_lists(draw, size):
+    """int64 keys over the whole range (the Philox counter's high word too), repeats allowed."""
+    pool = draw(st.lists(st.one_of(st.integers(-(2**63), 2**63 - 1), st.integers(2**32 - 2, 2**32 + 2)),
+                         min_size=1, max_size=size))
+    return torch.tensor(draw(st.lists(st.sampled_from(pool), min_size=size, max_size=size)), dtype=torch.int64)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
-@given(batches=loss_batches(), capacity=st.integers(1, 600), opts=options, use_keys=st.booleans())
-def test_matches_reference_on_loss_streams(dtype, batches, capacity, opts, use_keys):
+@given(batches=loss_batches(), capacity=st.one_of(st.integers(1, 16), st.integers(1, 600)), opts=options,
+       data=st.data())
+def test_matches_reference_on_loss_streams(dtype, batches, capacity, opts, data):
     if opts["rule"] == "cdf":
         opts = dict(opts, keep="bernoulli")
+    skip_nonfinite = opts.pop("skip_nonfinite")
     history, state = make_state(capacity, dtype)
     reference = HistogramSelectReference(capacity)
     for offset, values in enumerate(batches):
         losses = torch.tensor(values, dtype=dtype)
-        keys = torch.randperm(10 * len(values), generator=torch.Generator().manual_seed(offset))[: len(values)] if use_keys else None
-        keep, p = dsampling_ext.histogram_select(history, state, losses, offset=offset, keys=keys, **opts)
+        keys = data.draw(st.none() | key_lists(len(values)))
+        if not skip_nonfinite and not torch.isfinite(losses).all():
+            before = history.clone(), state.clone()
+            with pytest.raises(RuntimeError, match="losses must be finite"):
+                dsampling_ext.histogram_select(history, state, losses, offset=offset, keys=keys, **opts)
+            assert torch.equal(history, before[0]) and torch.equal(state, before[1])  # nothing appended
+            continue
+        keep, p = dsampling_ext.histogram_select(history, state, losses, offset=offset, keys=keys,
+                                                 skip_nonfinite=skip_nonfinite, **opts)
         want_keep, want_p = reference(losses, offset=offset, keys=keys, **opts)
         assert torch.equal(p, want_p), (p, want_p)
         assert torch.equal(keep, want_keep)
@@ -92,15 +111,20 @@ def test_cdf_rule_is_selective_backprops_percentile_power():
 
 
 def test_clamp_bounds_are_mean_plus_minus_sigma_population_sd():
-    # history [0, 0, 0, 4]: mean 1, population sd sqrt(3); clamped to [1 - sqrt 3, 1 + sqrt 3]
-    # the history is {0, 0, 0, 2.732}: 2 bins (Sturges, n=4 -> 3 bins) hand-computed below.
-    values = torch.tensor([0.0, 0.0, 0.0, 4.0], dtype=torch.float64)
+    # history [0, 1, 4, 7]: mean 3, population sd sqrt(7.5) = 2.739 (the sample sd would be
+    # sqrt(10) = 3.162), so the bounds are [0.261, 5.739]. 3 bins, hand-computed:
+    values = torch.tensor([0.0, 1.0, 4.0, 7.0], dtype=torch.float64)
+    # clamp: {0.261, 1, 4, 5.739}, edges 0.261, 2.087, 3.913, 5.739: 4 shares the last bin with
+    # 5.739. With the sample sd (edges 0, 2.054, 4.108, 6.162) or no clipping (0, 2.333, 4.667,
+    # 7) 4 would fall in the middle bin alone: p = [0.5, 0.5, 0.25, 0.25].
     history, state = make_state(4, torch.float64)
-    _, p = dsampling_ext.histogram_select(history, state, values, clip_sigma=1.0, bins=2, threshold=0.0)
-    assert p.tolist() == [0.75, 0.75, 0.75, 0.25]
+    _, p = dsampling_ext.histogram_select(history, state, values, clip_sigma=1.0, bins=3)
+    assert p.tolist() == [0.5, 0.5, 0.5, 0.5]
+    # drop: 0 and 7 are outside and get p = 0; {1, 4} fill the first and last bin. With the
+    # sample sd only 7 would be dropped: p = [2/3, 2/3, 1/3, 0].
     history, state = make_state(4, torch.float64)
-    _, p = dsampling_ext.histogram_select(history, state, values, clip_sigma=1.0, clip="drop", bins=2)
-    assert p.tolist() == [1.0, 1.0, 1.0, 0.0]  # 4 is outside: dropped from the history, p = 0
+    _, p = dsampling_ext.histogram_select(history, state, values, clip_sigma=1.0, clip="drop", bins=3)
+    assert p.tolist() == [0.0, 0.5, 0.5, 0.0]
 
 
 def test_ring_buffer_keeps_the_last_values():
