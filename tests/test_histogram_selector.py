@@ -7,6 +7,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 import dsampling_ext
 from dsampling_ext import BatchAccumulator, LossCache, LossHistogramSelector, selective_batches
+from reference import HistogramSelectReference
 
 
 def batches(seed, count=6, size=64):
@@ -223,12 +224,35 @@ def test_selective_batches_yields_full_batches_and_trains():
     loss_fn = nn.CrossEntropyLoss(reduction="none")
     sel = LossHistogramSelector(warmup_epochs=1, threshold=0.05, keep_fraction=0.5)
     acc = BatchAccumulator(32, leftover="carry")
-    sizes = []
+    reference = HistogramSelectReference(512)
+    raw = []  # what the loader gave, to derive the expected selection independently
+
+    def logged(batches):
+        for batch in batches:
+            raw.append(batch)
+            yield batch
+
+    expected, yielded, selections = [], [], 0
     for epoch in range(3):
         sel.set_epoch(epoch)
         model.rows = 0
-        epoch_sizes = [x.shape[0] for x, y, idx in selective_batches(loader, model, loss_fn, sel, acc)]
-        sizes.append(epoch_sizes)
+        epoch_sizes = []
+        for x, y, idx in selective_batches(logged(loader), model, loss_fn, sel, acc):
+            epoch_sizes.append(x.shape[0])
+            assert torch.equal(x, data.x[idx]) and torch.equal(y, data.y[idx])  # rows stay together
+            yielded += idx.tolist()
+        for x, y, idx in raw:
+            if epoch == 0:
+                keep = torch.ones(idx.shape, dtype=torch.bool)
+            else:  # the model is not trained here: its losses now are the selection forward's
+                with torch.no_grad():
+                    losses = loss_fn(model.net(x), y)
+                keep, _ = reference(losses, threshold=0.05, keep_fraction=0.5, seed=0, offset=selections, keys=idx)
+                selections += 1
+            expected += idx[keep].tolist()
+        raw.clear()
+        # every full batch of the kept samples so far, in arrival order, the rest carried over
+        assert yielded == expected[: len(expected) // 32 * 32]
         if epoch == 0:  # warm-up: every sample, no selection forward
             assert epoch_sizes == [32] * 8 and model.rows == 0
         else:
@@ -236,7 +260,7 @@ def test_selective_batches_yields_full_batches_and_trains():
             assert len(epoch_sizes) < 8
     assert model.training and not any(model.modes)  # selection ran in eval mode and restored train
     c = acc.counters()
-    assert c["selected"] == c["trained"] + c["pending"]
+    assert c["selected"] == c["trained"] + c["pending"] == len(expected)
 
 
 def test_selective_batches_with_staleness_skips_fresh_forwards():
