@@ -72,17 +72,25 @@ def test_overflow_drop_trains_at_most_one_batch_per_raw_batch():
     assert c["kept"] == c["trained"] + c["dropped"] + c["pending"]
 
 
-def test_fallback_fills_with_random_samples_when_nothing_is_wrong():
-    data = data_with_errors(every=10**9)  # only sample 0 is wrong
+def test_fallback_fills_with_random_samples_when_too_few_are_wrong():
+    # 10 raw batches of 20; only samples 0, 41, 43, 45, 47 and 49 are wrong. With
+    # fallback_after=3 the fill comes at raw batches 3, 6 and 9 (indices 40-59, 100-119,
+    # 160-179), each completing a batch of 16 with random rows of that raw batch not yet kept
+    # (a fill blind to the kept rows would pick one of the 5 in 10 of 20 draws: p = 0.98).
+    wrong = [0, 41, 43, 45, 47, 49]
+    labels = [i % 4 for i in range(200)]
+    data = Data([(l + 1) % 4 if i in wrong else l for i, l in enumerate(labels)], labels)
     f = MisclassifiedFilter(16, fallback_after=3, seed=1)
     out = list(f.batches(loader(data), Oracle()))
-    c = f.counters()
-    assert c["kept"] == 1 and c["fallback_filled"] > 0
-    assert all(len(y) == 16 for _, y, _ in out) and len(out) >= 3
-    assert c["kept"] + c["fallback_filled"] == c["trained"] + c["dropped"] + c["pending"]
+    assert len(out) == 3 and all(len(y) == 16 for _, y, _ in out)
+    rows = [idx.tolist() for _, _, idx in out]
+    assert rows[0][:6] == wrong  # the kept samples first, in arrival order
+    for filled, raw_batch in zip([rows[0][6:], rows[1], rows[2]], [2, 5, 8]):
+        assert len(set(filled)) == len(filled) and set(filled) <= set(range(20 * raw_batch, 20 * raw_batch + 20)) - set(wrong)
+    assert f.counters() == dict(seen=200, kept=6, fallback_filled=10 + 16 + 16, trained=48, dropped=0, pending=0)
     # deterministic: the same seed fills with the same samples
     again = MisclassifiedFilter(16, fallback_after=3, seed=1)
-    assert [b[2].tolist() for b in again.batches(loader(data), Oracle())] == [b[2].tolist() for b in out]
+    assert [b[2].tolist() for b in again.batches(loader(data), Oracle())] == rows
 
 
 def test_without_fallback_a_perfect_model_trains_nothing():
