@@ -96,6 +96,8 @@ class LossHistogramSelector:
         self.seed = require_seed(seed)
         ops._choice("nan", nan, {"error": 0, "ignore": 1})
         self.nan = nan
+        self._options = ops._select_options(rule, bins, threshold, clip_sigma, clip, keep_fraction, keep, beta,
+                                            nan == "ignore")  # the op's options, checked once
         self.epoch = 0
         self.calls = 0  # selection steps so far: the Philox offset of the next one
         self._history: Optional[Tensor] = None
@@ -159,36 +161,38 @@ class LossHistogramSelector:
             if indices.numel() and int(indices.min()) < 0:
                 raise ValueError("indices must be >= 0")
             keys = indices.to(device=losses.device, dtype=torch.int64)
-        losses = losses.detach()
-        if self.nan == "error" and not bool(torch.isfinite(losses).all()):
-            bad = int((~torch.isfinite(losses)).nonzero()[0])
-            raise ValueError(f"losses must be finite, got {losses[bad].item()} at index {bad} (nan='ignore' skips such losses)")
+        if losses.requires_grad:
+            losses = losses.detach()
         if self.in_warmup:
+            if self.nan == "error":
+                _require_finite(losses)
             self.last_p = None
             return torch.ones(losses.shape, dtype=torch.bool, device=losses.device)
-        dtype = torch.float64 if losses.dtype == torch.float64 else torch.float32
         if self._history is None:
+            dtype = torch.float64 if losses.dtype == torch.float64 else torch.float32
             self._history = torch.zeros(self.history, dtype=dtype, device=losses.device)
             self._state = torch.zeros(2, dtype=torch.int64, device=losses.device)
-        elif self._history.device != losses.device:
+        elif self._history.get_device() != losses.get_device():
             self._history, self._state = self._history.to(losses.device), self._state.to(losses.device)
-        losses = losses.to(self._history.dtype)
-        start = 0
-        if distributed.active():
+        if losses.dtype != self._history.dtype:
+            losses = losses.to(self._history.dtype)
+        if self.nan == "error" and losses.is_cuda:  # the CUDA op skips NaN/Inf: raising there would need a host sync
+            _require_finite(losses)
+        local, lockstep = losses, distributed.active()
+        if lockstep:
             # One history for all ranks: every rank selects on the whole global batch, in rank
             # order, and keeps its own slice; draws keyed by dataset index when indices are given.
-            batch = losses.numel()
-            losses, start = distributed.all_gather_cat(losses)
+            losses, start = distributed.all_gather_cat(local)
             if keys is not None:
                 keys, _ = distributed.all_gather_cat(keys)
-        keep, p = ops.histogram_select(
-            self._history, self._state, losses, rule=self.rule, bins=self.bins,
-            threshold=self.threshold, clip_sigma=self.clip_sigma, clip=self.clip, keep_fraction=self.keep_fraction,
-            keep=self.keep, beta=self.beta, skip_nonfinite=self.nan == "ignore", seed=self.seed,
-            offset=self.calls, keys=keys,
-        )
-        if distributed.active():
-            keep, p = keep[start : start + batch], p[start : start + batch]
+        try:
+            keep, p = ops._histogram_select(self._history, self._state, losses, self._options, self.seed, self.calls, keys)
+        except RuntimeError:
+            if self.nan == "error":  # the CPU op refused a NaN/Inf loss before changing anything
+                _require_finite(local)
+            raise
+        if lockstep:
+            keep, p = keep[start : start + local.numel()], p[start : start + local.numel()]
         self.calls += 1
         self.last_p = p
         return keep
@@ -206,6 +210,12 @@ class LossHistogramSelector:
         self.epoch, self.calls = state["epoch"], state["calls"]
         self._history = None if state["history"] is None else state["history"].clone()
         self._state = None if state["state"] is None else state["state"].clone()
+
+
+def _require_finite(losses: Tensor) -> None:
+    if not bool(torch.isfinite(losses).all()):
+        bad = int((~torch.isfinite(losses)).nonzero()[0])
+        raise ValueError(f"losses must be finite, got {losses[bad].item()} at index {bad} (nan='ignore' skips such losses)")
 
 
 class LossCache:

@@ -176,6 +176,7 @@ CLIP_MODES = {None: 0, "clamp": 1, "drop": 2}
 KEEP_MODES = {"bernoulli": 0, "fraction": 1, "top": 2}
 MAX_HISTORY = 65536
 MAX_SELECT_BINS = 2048
+_HISTOGRAM_SELECT = torch.ops.dsampling.histogram_select.default  # looked up once: it is called every step
 
 
 def _choice(name: str, value, options: dict):
@@ -229,13 +230,24 @@ def histogram_select(
     Returns:
         (keep, p): Tensor[B] bool and Tensor[B] float64.
     """
-    for name, value in (("history", history), ("state", state), ("losses", losses)):
-        _check_tensor(name, value)
-    _check_device("histogram_select", "losses", losses.device)
-    if history.dtype not in (torch.float32, torch.float64):
-        raise TypeError(f"history must be float32 or float64, got {history.dtype}")
-    if losses.dtype != history.dtype:
-        raise TypeError(f"losses must have the dtype of history ({history.dtype}), got {losses.dtype}")
+    if not (isinstance(history, Tensor) and isinstance(state, Tensor) and isinstance(losses, Tensor)):
+        for name, value in (("history", history), ("state", state), ("losses", losses)):
+            _check_tensor(name, value)
+    if losses.is_cuda:
+        _check_device("histogram_select", "losses", losses.device)
+    dtype = history.dtype
+    if dtype not in (torch.float32, torch.float64):
+        raise TypeError(f"history must be float32 or float64, got {dtype}")
+    if losses.dtype != dtype:
+        raise TypeError(f"losses must have the dtype of history ({dtype}), got {losses.dtype}")
+    options = _select_options(rule, bins, threshold, clip_sigma, clip, keep_fraction, keep, beta, skip_nonfinite)
+    return _histogram_select(history, state, losses, options, seed, offset, keys)
+
+
+def _select_options(rule, bins, threshold, clip_sigma, clip, keep_fraction, keep, beta, skip_nonfinite) -> tuple:
+    """histogram_select's options as the op takes them (rule id, bin rule, bins, threshold,
+    clip_sigma, clip id, keep_fraction, keep id, beta, skip_nonfinite); ValueError/TypeError
+    naming a bad one (the op checks the numeric ranges)."""
     rule_id = _choice("rule", rule, SELECT_RULES)
     clip_id = _choice("clip", clip if clip_sigma is not None else None, CLIP_MODES)
     keep_id = _choice("keep", keep, KEEP_MODES)
@@ -250,10 +262,15 @@ def histogram_select(
             raise ValueError(f"bins must be an int in [1, {MAX_SELECT_BINS}] or one of {sorted(BIN_RULES)}, got {bins!r}")
         bin_rule, fixed = 0, bins
     sigma = 0.0 if clip_sigma is None else float(clip_sigma)
-    return torch.ops.dsampling.histogram_select.default(
-        history, state, losses, rule_id, bin_rule, fixed, float(threshold), sigma, clip_id, float(keep_fraction),
-        keep_id, float(beta), bool(skip_nonfinite), _as_int64(seed, "seed"), _as_int64(offset, "offset"), keys,
-    )
+    return (rule_id, bin_rule, fixed, float(threshold), sigma, clip_id, float(keep_fraction), keep_id, float(beta),
+            bool(skip_nonfinite))
+
+
+def _histogram_select(history: Tensor, state: Tensor, losses: Tensor, options: tuple, seed: int, offset: int,
+                      keys: Optional[Tensor]) -> tuple[Tensor, Tensor]:
+    """The op call behind histogram_select, with ``options`` from _select_options (so that a
+    caller with fixed options, such as LossHistogramSelector, checks them once)."""
+    return _HISTOGRAM_SELECT(history, state, losses, *options, _as_int64(seed, "seed"), _as_int64(offset, "offset"), keys)
 
 
 def argmax_mismatch(logits: Tensor, labels: Tensor, margin: Optional[float] = None) -> tuple[Tensor, Tensor, Tensor]:
