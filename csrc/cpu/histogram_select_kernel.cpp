@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <limits>
 #include <numeric>
+#include <utility>
 #include <vector>
 
 #include "common/binning.h"
@@ -31,6 +32,24 @@ double lane_tree_sum(int64_t n, const F& f) {
     for (int t = 0; t < s; ++t) partial[t] = add_rn(partial[t], partial[t + s]);
   }
   return partial[0];
+}
+
+// Smallest and largest of x[0, n) (+inf and -inf when n = 0) in eight independent lanes (one
+// running min and max is a chain of dependent instructions). min and max are exact, so the
+// order, which differs from the CUDA twin's, does not change them.
+std::pair<double, double> min_max(const double* x, int64_t n) {
+  constexpr int64_t kWidth = 8;
+  double lo[kWidth], hi[kWidth];
+  std::fill(lo, lo + kWidth, std::numeric_limits<double>::infinity());
+  std::fill(hi, hi + kWidth, -std::numeric_limits<double>::infinity());
+  for (int64_t j = 0; j < n; j += kWidth) {
+    const int64_t m = std::min(kWidth, n - j);
+    for (int64_t t = 0; t < m; ++t) {
+      lo[t] = x[j + t] < lo[t] ? x[j + t] : lo[t];
+      hi[t] = x[j + t] > hi[t] ? x[j + t] : hi[t];
+    }
+  }
+  return {*std::min_element(lo, lo + kWidth), *std::max_element(hi, hi + kWidth)};
 }
 
 std::tuple<at::Tensor, at::Tensor> histogram_select_cpu(
@@ -98,16 +117,11 @@ std::tuple<at::Tensor, at::Tensor> histogram_select_cpu(
     // 3. The clipped history, its range and histogram (numpy float64 semantics).
     std::vector<double> clipped(length);
     int64_t n = 0;
-    double lo = std::numeric_limits<double>::infinity(), hi = -lo;
     for (int64_t j = 0; j < length; ++j) {
-      double c;
-      const bool inside = selection::clip(value(j), bounds, &c);
-      clipped[n] = c;  // branch-free: a dropped value is overwritten by the next one
-      n += inside;
-      lo = inside && c < lo ? c : lo;
-      hi = inside && c > hi ? c : hi;
+      n += selection::clip(value(j), bounds, &clipped[n]);  // branch-free: a dropped value is overwritten by the next one
     }
     clipped.resize(n);
+    const auto [lo, hi] = min_max(clipped.data(), n);
     std::vector<double> edges;
     std::vector<double> pmf;  // count / n per bin
     std::vector<double> sorted;
