@@ -2,7 +2,8 @@
 
 Every benchmark sets ``benchmark.group`` and ``benchmark.extra_info["impl"]``; modules declare
 targets with ``targets.target``. ``--check-targets`` (used by ``make bench``) fails the run when
-one is missed; otherwise misses are only reported.
+a target is missed, and when a declared target could not be checked because its group or one of
+its two rows did not run; otherwise misses are only reported.
 """
 
 import sys
@@ -19,7 +20,7 @@ torch.set_num_threads(2)
 
 
 def pytest_addoption(parser):
-    parser.addoption("--check-targets", action="store_true", help="fail when a speed target is missed")
+    parser.addoption("--check-targets", action="store_true", help="fail when a speed target is missed or not run")
 
 
 def _medians(config):
@@ -31,35 +32,47 @@ def _medians(config):
     return medians
 
 
-@pytest.hookimpl(trylast=True)  # after pytest-benchmark's own tables, so the summary is what stays on screen
-def pytest_terminal_summary(terminalreporter, config):
-    medians = _medians(config)
-    if not medians:
-        return
-    write = terminalreporter.write_line
-    write("")
-    write("Kernel benchmark summary (median time per call; ratio = time / the group's copy or reference)")
-    groups = sorted({g for g, _ in medians}, key=lambda g: (g.split(" N=")[0], int(g.split("N=")[1]) if "N=" in g else 0))
-    for group in groups:
-        row = {impl: t for (g, impl), t in medians.items() if g == group}
-        cells = "  ".join(f"{impl} {t * 1e3:9.3f} ms" for impl, t in sorted(row.items()))
-        write(f"  {group:<34} {cells}")
-    write("")
-    write("Speed targets")
-    missed = []
+def _verdicts(medians):
+    """(status, line) per declared target: PASS, MISS, or NOT RUN when a row is absent."""
+    out = []
     for t in TARGETS:
         a, b = medians.get((t.group, t.impl)), medians.get((t.group, t.baseline))
         if a is None or b is None:
+            absent = " and ".join(name for name, m in ((t.impl, a), (t.baseline, b)) if m is None)
+            out.append(("NOT RUN", f"{t.group}: {absent} not timed ({t.impl} / {t.baseline} target <= {t.max_ratio})"))
             continue
         ratio = a / b
-        ok = ratio <= t.max_ratio
-        if not ok:
-            missed.append(t)
-        write(f"  [{'PASS' if ok else 'MISS'}] {t.group}: {t.impl} / {t.baseline} = {ratio:.3f} (target <= {t.max_ratio}; {t.why})")
-    config._dsampling_missed = missed
+        status = "PASS" if ratio <= t.max_ratio else "MISS"
+        out.append((status, f"{t.group}: {t.impl} / {t.baseline} = {ratio:.3f} (target <= {t.max_ratio}; {t.why})"))
+    return out
 
 
+# Runs before the terminal summary (the terminal reporter prints it after every other
+# pytest_sessionfinish), so the exit status is settled here and the summary only prints.
 def pytest_sessionfinish(session, exitstatus):
     config = session.config
-    if config.getoption("--check-targets") and getattr(config, "_dsampling_missed", None):
+    config._dsampling_verdicts = _verdicts(_medians(config))
+    failed = [line for status, line in config._dsampling_verdicts if status != "PASS"]
+    if config.getoption("--check-targets") and failed and session.exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED):
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.hookimpl(trylast=True)  # after pytest-benchmark's own tables, so the summary is what stays on screen
+def pytest_terminal_summary(terminalreporter, config):
+    medians = _medians(config)
+    write = terminalreporter.write_line
+    if medians:
+        write("")
+        write("Kernel benchmark summary (median time per call)")
+        groups = sorted({g for g, _ in medians},
+                        key=lambda g: (g.split(" N=")[0], int(g.split("N=")[1]) if "N=" in g else 0))
+        for group in groups:
+            row = {impl: t for (g, impl), t in medians.items() if g == group}
+            cells = "  ".join(f"{impl} {t * 1e3:9.3f} ms" for impl, t in sorted(row.items()))
+            write(f"  {group:<34} {cells}")
+    verdicts = getattr(config, "_dsampling_verdicts", [])
+    if verdicts:
+        write("")
+        write("Speed targets" + (" (--check-targets: anything but PASS fails the run)" if config.getoption("--check-targets") else ""))
+        for status, line in verdicts:
+            write(f"  [{status}] {line}")
