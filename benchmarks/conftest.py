@@ -53,7 +53,8 @@ def pytest_sessionfinish(session, exitstatus):
     config = session.config
     config._dsampling_verdicts = _verdicts(_medians(config))
     failed = [line for status, line in config._dsampling_verdicts if status != "PASS"]
-    if config.getoption("--check-targets") and failed and session.exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED):
+    passing = (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED)
+    if config.getoption("--check-targets") and failed and session.exitstatus in passing:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
@@ -73,6 +74,7 @@ def pytest_terminal_summary(terminalreporter, config):
     verdicts = getattr(config, "_dsampling_verdicts", [])
     if verdicts:
         write("")
-        write("Speed targets" + (" (--check-targets: anything but PASS fails the run)" if config.getoption("--check-targets") else ""))
+        checked = config.getoption("--check-targets")
+        write("Speed targets" + (" (--check-targets: anything but PASS fails the run)" if checked else ""))
         for status, line in verdicts:
             write(f"  [{status}] {line}")

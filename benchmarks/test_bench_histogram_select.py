@@ -10,9 +10,10 @@ Rows: ``kernel`` is ``dsampling_ext.histogram_select`` on a history tensor, ``se
 step. They run on one thread: the op is serial at these sizes, and one thread is the composite's
 best case (torch.histc's parallel path costs more than it saves here, and far more on a shared
 machine). Sizes: the paper's history 512 with batch 128 and 256, and history 4096 with batch
-1024. The training step (default threads) is one forward + backward + SGD step of
-python/adonis_example.py's CNN at batch 256 (16x16 images), the step the selection is meant to
-be cheap next to.
+1024; and history 1 with batch 1, where the op's cost is that of one call (16 arguments from
+Python, two new tensors). The training step (default threads) is one forward + backward + SGD
+step of python/adonis_example.py's CNN at batch 256 (16x16 images), the step the selection is
+meant to be cheap next to.
 """
 
 import math
@@ -30,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "python"))
 from toy_data import small_cnn  # noqa: E402
 
 CONFIGS = [(512, 128), (512, 256), (4096, 1024)]
+FLOOR = (1, 1)  # no target: the cost of one call of the op, next to the composite's
 for history, batch in CONFIGS:
     target(f"histogram_select H={history} B={batch}", "kernel", "composite", 0.1, ">= 10x faster than the plain torch composite")
 target("histogram_select H=512 B=256", "kernel", "train_step", 0.02, "<= 2% of a training step at batch 256")
@@ -71,7 +73,7 @@ def _stream(batch, count=64, seed=0):
 
 @pytest.mark.usefixtures("one_thread")
 @pytest.mark.parametrize("impl", ["kernel", "selector", "composite"])
-@pytest.mark.parametrize("history,batch", CONFIGS)
+@pytest.mark.parametrize("history,batch", CONFIGS + [FLOOR])
 def test_histogram_select(benchmark, history, batch, impl):
     benchmark.group = f"histogram_select H={history} B={batch}"
     benchmark.extra_info["impl"] = impl
