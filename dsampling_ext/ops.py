@@ -116,6 +116,8 @@ def philox_uniform(
 
 def _as_int64(value: int, name: str) -> int:
     """Reinterpret an int in [-2**63, 2**64) as a signed 64-bit schema int (same bits)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
     if not -(2**63) <= value < 2**64:
         raise ValueError(f"{name} must fit in 64 bits, got {value}")
     return value - 2**64 if value >= 2**63 else value

@@ -285,10 +285,11 @@ class TableSampler(Sampler[int]):
                 f"seed={self.seed}, shuffle={self.shuffle})")
 
     @property
-    def full_data_from(self) -> int:
+    def full_data_from(self) -> float:
         """The first epoch trained on every index: epoch e is iff e >= (1 - anneal) * epochs, as
-        in InfoBatch (so anneal=0.125 over 12 epochs fully trains the last one)."""
-        return math.ceil(round((1.0 - self.anneal) * self.epochs, 9))
+        in InfoBatch (so anneal=0.125 over 12 epochs fully trains the last one); never when
+        anneal is 0."""
+        return math.ceil(round((1.0 - self.anneal) * self.epochs, 9)) if self.anneal > 0 else math.inf
 
     def set_epoch(self, epoch: int) -> None:
         """Select epoch ``epoch``'s indices and weights (a collective under torch.distributed)."""
