@@ -29,7 +29,7 @@ enum Code : uint8_t { kDropped = 0, kKept = 1, kKeptCandidate = 2 };
 constexpr int64_t kTile = 4096;  // values per tile of the ordered sum (16 rows of 256 lanes)
 
 DS_INLINE bool forced(int32_t seen_epoch, int64_t epoch, int64_t staleness) {
-  return seen_epoch < 0 || epoch - seen_epoch > staleness;
+  return (seen_epoch < 0) | (epoch - seen_epoch > staleness);  // no branch: the CPU loop vectorises
 }
 
 // The rule's verdict on one scored index.
@@ -38,9 +38,12 @@ struct Chance {
   double q;  // keep probability of a candidate
 };
 
+// kKept for forced indices and non-candidates, else kKeptCandidate iff u < q, else kDropped;
+// branch-free (the draw is unpredictable).
 DS_INLINE uint8_t keep_code(bool is_forced, Chance chance, float u) {
-  if (is_forced || !chance.candidate) return kKept;
-  return static_cast<double>(u) < chance.q ? kKeptCandidate : kDropped;
+  const int live = static_cast<int>(chance.candidate) & static_cast<int>(!is_forced);
+  const int taken = static_cast<int>(static_cast<double>(u) < chance.q);
+  return static_cast<uint8_t>(1 + live * (2 * taken - 1));
 }
 
 // Uniform of index i: word i % 4 of Philox block i / 4, as ops.philox_uniform.

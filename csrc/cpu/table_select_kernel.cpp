@@ -10,6 +10,7 @@
 #include <torch/library.h>
 
 #include <cmath>
+#include <cstring>
 #include <vector>
 
 #include "common/binning.h"
@@ -18,24 +19,34 @@
 #include "common/selection.h"
 #include "common/table.h"
 #include "cpu/compact.h"
+#include "cpu/uniforms.h"
 
 namespace dsampling {
 namespace {
 
 constexpr int64_t kGrain = 1 << 14;
 
-// Writes code[i] for every index: forced ones are kept, the others as `chance(i)` says.
+constexpr int64_t kDrawBlocks = 256;  // Philox blocks drawn ahead of the decisions: 1024 uniforms
+
+// Writes code[i] for every index, as table::keep_code says. The uniforms of a run of indices are
+// drawn first, in a loop that vectorises; the codes go to a local buffer first, so that their
+// byte stores do not make the compiler reload everything the chance reads. `chance` is called
+// for forced indices too (its verdict is then ignored), so it must be safe on any index.
 template <typename ChanceFn>
 void decide(int64_t n, const int32_t* seen, int64_t epoch, int64_t staleness, int64_t seed, int64_t offset,
-            const ChanceFn& chance, uint8_t* code) {
-  at::parallel_for(0, (n + 3) / 4, kGrain / 4, [&](int64_t begin, int64_t end) {
-    for (int64_t b = begin; b < end; ++b) {
-      const philox::Block block = philox::stream_block(seed, offset, static_cast<uint64_t>(b));
-      for (int w = 0; w < 4 && 4 * b + w < n; ++w) {
-        const int64_t i = 4 * b + w;
-        const bool is_forced = table::forced(seen[i], epoch, staleness);
-        code[i] = is_forced ? table::kKept : table::keep_code(false, chance(i), philox::to_uniform(block.v[w]));
+            ChanceFn chance, uint8_t* code) {
+  at::parallel_for(0, (n + 3) / 4, kGrain / 4, [=](int64_t begin, int64_t end) {
+    float u[4 * kDrawBlocks];
+    uint8_t out[4 * kDrawBlocks];
+    for (int64_t b0 = begin; b0 < end; b0 += kDrawBlocks) {
+      const int64_t blocks = std::min(kDrawBlocks, end - b0);
+      cpu::fill_uniforms(seed, offset, b0, blocks, u);
+      const int64_t first = 4 * b0, m = std::min(4 * blocks, n - first);
+      for (int64_t j = 0; j < m; ++j) {
+        const int64_t i = first + j;
+        out[j] = table::keep_code(table::forced(seen[i], epoch, staleness), chance(i), u[j]);
       }
+      std::memcpy(code + first, out, m);
     }
   });
 }
@@ -99,14 +110,14 @@ std::tuple<at::Tensor, at::Tensor> table_select_cpu(const at::Tensor& scores, co
   TORCH_CHECK(scores.is_cpu(), "table_select: scores must be a CPU tensor, got ", scores.device());
   const int64_t n = scores.numel();
   const int32_t* seen = seen_epoch.const_data_ptr<int32_t>();
-  std::vector<uint8_t> code(n);
+  std::vector<uint8_t> code(n, table::kKept);
   const double q_candidate = 1.0 - prune;
 
   if (rule == table::kMismatch) {
     const int8_t* right = scores.const_data_ptr<int8_t>();
     // Right (1) is a candidate; wrong (0) and unknown (-1) are always kept.
     decide(n, seen, epoch, staleness, seed, offset,
-           [&](int64_t i) { return table::Chance{right[i] > 0, q_candidate}; }, code.data());
+           [=](int64_t i) { return table::Chance{right[i] > 0, q_candidate}; }, code.data());
   } else {
     AT_DISPATCH_FLOATING_TYPES(scores.scalar_type(), "table_select_cpu", [&] {
       const scalar_t* s = scores.const_data_ptr<scalar_t>();
@@ -119,7 +130,7 @@ std::tuple<at::Tensor, at::Tensor> table_select_cpu(const at::Tensor& scores, co
       if (rule == table::kMean) {
         const double mean = ordered_mean(s, seen, n);
         decide(n, seen, epoch, staleness, seed, offset,
-               [&](int64_t i) { return table::Chance{static_cast<double>(s[i]) < mean, q_candidate}; }, code.data());
+               [=](int64_t i) { return table::Chance{static_cast<double>(s[i]) < mean, q_candidate}; }, code.data());
       } else if (rule == table::kPmf) {
         // numpy.histogram of the scored values (float64) through the loss_histogram op; a
         // candidate's bin holds more than `threshold` of them.
@@ -141,13 +152,16 @@ std::tuple<at::Tensor, at::Tensor> table_select_cpu(const at::Tensor& scores, co
           }
           edge_values.assign(edges.const_data_ptr<double>(), edges.const_data_ptr<double>() + k + 1);
         }
-        const double* e = edge_values.data();
-        const auto edge = [e](int32_t j) { return e[j]; };
-        const double denom = k > 0 ? sub_rn(e[k], e[0]) : 0.0;
-        decide(n, seen, epoch, staleness, seed, offset, [&](int64_t i) {
-          const int32_t b = binning::bin_index<double, double>(static_cast<double>(s[i]), edge, k, denom);
-          return table::Chance{b >= 0 && dense[b], q_candidate};
-        }, code.data());
+        if (scored > 0) {  // else every index is forced and keeps the code decide never changes
+          const double* e = edge_values.data();
+          const uint8_t* is_dense = dense.data();
+          const double denom = sub_rn(e[k], e[0]);
+          decide(n, seen, epoch, staleness, seed, offset, [=](int64_t i) {
+            const auto edge = [e](int32_t j) { return e[j]; };
+            const int32_t b = binning::bin_index<double, double>(static_cast<double>(s[i]), edge, k, denom);
+            return table::Chance{b >= 0 && is_dense[b], q_candidate};
+          }, code.data());
+        }
       } else {
         // Selective-Backprop's percentile among the scored values, raised to beta: the sort
         // gives each run of equal values its left = #(< v) and right = #(<= v).
@@ -164,7 +178,8 @@ std::tuple<at::Tensor, at::Tensor> table_select_cpu(const at::Tensor& scores, co
           const double p = selection::power(selection::percentile(left, right, scored), beta);
           for (int64_t j = left; j < right; ++j) q[where[o[j]]] = p;
         }
-        decide(n, seen, epoch, staleness, seed, offset, [&](int64_t i) { return table::Chance{true, q[i]}; },
+        const double* qp = q.data();
+        decide(n, seen, epoch, staleness, seed, offset, [=](int64_t i) { return table::Chance{true, qp[i]}; },
                code.data());
       }
     });
@@ -176,9 +191,11 @@ std::tuple<at::Tensor, at::Tensor> table_select_cpu(const at::Tensor& scores, co
   int64_t* ip = indices.mutable_data_ptr<int64_t>();
   float* wp = weights.mutable_data_ptr<float>();
   cpu::compact_write(code.data(), n, plan, ip);
-  const float candidate_weight = reweight ? static_cast<float>(1.0 / q_candidate) : 1.0f;
-  at::parallel_for(0, plan.total(), kGrain, [&](int64_t b, int64_t e) {
-    for (int64_t j = b; j < e; ++j) wp[j] = code[ip[j]] == table::kKeptCandidate ? candidate_weight : 1.0f;
+  // By code: kDropped never appears here, kKept weighs 1, kKeptCandidate 1/q (a lookup, no branch).
+  const float by_code[3] = {0.0f, 1.0f, reweight ? static_cast<float>(1.0 / q_candidate) : 1.0f};
+  const uint8_t* cp = code.data();
+  at::parallel_for(0, plan.total(), kGrain, [=](int64_t b, int64_t e) {
+    for (int64_t j = b; j < e; ++j) wp[j] = by_code[cp[ip[j]]];
   });
   return {indices, weights};
 }
