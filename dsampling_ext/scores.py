@@ -276,7 +276,7 @@ class TableSampler(Sampler[int]):
         self.num_replicas, self.rank = resolve_replicas(num_replicas, rank)
         self.epoch = 0
         self._selection: Optional[tuple[int, Tensor, Tensor]] = None  # (epoch, kept indices, weights)
-        self._device_copies: dict = {}
+        self._lookup: dict = {}  # device -> (per-index code, weight of each code)
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(num_samples={self.table.num_samples}, epochs={self.epochs}, rule={self.rule!r}, "
@@ -314,9 +314,17 @@ class TableSampler(Sampler[int]):
             kept, weights = kept.cpu(), weights.cpu()
             if kept.numel() < min(self.min_size, n):
                 kept, weights = self._top_up(kept, weights)
-        self._selection = (self.epoch, kept, weights)
-        self._device_copies = {}
+        self._set_selection(self.epoch, kept, weights)
         return kept, weights
+
+    def _set_selection(self, epoch: int, kept: Tensor, weights: Tensor) -> None:
+        """Keep the epoch's selection, and a dense per-index code for O(1) weight lookups:
+        0 = not drawn, c = the c-th distinct weight (there are a handful)."""
+        self._selection = (epoch, kept, weights)
+        values, inverse = torch.unique(weights, return_inverse=True)
+        code = torch.zeros(self.table.num_samples, dtype=torch.uint8 if values.numel() < 256 else torch.int64)
+        code[kept] = (inverse + 1).to(code.dtype)
+        self._lookup = {torch.device("cpu"): (code, torch.cat([torch.zeros(1), values]))}
 
     def _top_up(self, kept: Tensor, weights: Tensor) -> tuple[Tensor, Tensor]:
         """Add random unkept indices (weight 1) up to min_size: Philox-ranked, ties to the lower index."""
@@ -344,24 +352,21 @@ class TableSampler(Sampler[int]):
     def weights(self, indices: Tensor) -> Tensor:
         """Loss weights of these dataset indices in this epoch (float32, on their device).
 
-        Checks on the CPU that every index was drawn this epoch (a ValueError names the first
-        that was not); CUDA indices are looked up on the device without that check (no sync).
+        A lookup in a per-index code (one byte per sample) made at selection. Checks on the CPU
+        that every index was drawn this epoch (a ValueError names the first that was not); CUDA
+        indices are looked up on the device without that check (no host sync).
         """
-        indices = _index_tensor("indices", indices).to(torch.int64)
-        kept, weights = self._select()
-        if indices.numel() == 0:
-            return torch.zeros(0, device=indices.device)
-        if indices.device.type != "cpu":
-            if indices.device not in self._device_copies:
-                self._device_copies[indices.device] = (kept.to(indices.device), weights.to(indices.device))
-            kept, weights = self._device_copies[indices.device]
-        pos = torch.searchsorted(kept, indices).clamp_(max=max(kept.numel() - 1, 0))
-        if indices.device.type == "cpu":
-            found = kept[pos] == indices if kept.numel() else torch.zeros(indices.shape, dtype=torch.bool)
-            if not bool(found.all()):
-                raise ValueError(f"indices must be drawn by this sampler in epoch {self.epoch}; "
-                                 f"{int(indices[~found][0])} was not")
-        return weights[pos]
+        indices = _index_tensor("indices", indices)
+        self._select()
+        device = indices.device
+        if device not in self._lookup:
+            self._lookup[device] = tuple(t.to(device) for t in self._lookup[torch.device("cpu")])
+        code, values = self._lookup[device]
+        found = code[indices].long()
+        if device.type == "cpu" and indices.numel() and not bool(found.all()):
+            raise ValueError(f"indices must be drawn by this sampler in epoch {self.epoch}; "
+                             f"{int(indices[found == 0][0])} was not")
+        return values[found]
 
     def state_dict(self) -> dict:
         """Configuration, epoch and this epoch's selection (records made since it changed the
@@ -375,5 +380,6 @@ class TableSampler(Sampler[int]):
             raise ValueError(f"state was saved by {state['config']}, not by {self!r}")
         self.epoch = state["epoch"]
         sel = state["selection"]
-        self._selection = None if sel is None else (sel[0], sel[1].clone(), sel[2].clone())
-        self._device_copies = {}
+        self._selection, self._lookup = None, {}
+        if sel is not None:
+            self._set_selection(sel[0], sel[1].clone(), sel[2].clone())
