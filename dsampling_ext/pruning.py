@@ -24,9 +24,9 @@ class PruningSampler(TableSampler):
     Defaults reproduce InfoBatch: candidates are the samples whose last loss is below the mean
     of the table (``rule="mean"``), each dropped with probability ``prune`` = 0.5; kept
     candidates weigh 1/(1 - prune) (InfoBatch's rescaling, so E[weighted epoch loss] = the
-    full-data one); the last ``anneal`` = 12.5% of the epochs train on everything. Never-seen
-    samples, and samples untrained for more than ``staleness`` epochs, are always kept, so each
-    score is refreshed by training on it.
+    full-data one); the last ceil(``anneal`` * epochs) epochs (12.5%, at least one) train on
+    everything. Never-seen samples, and samples untrained for more than ``staleness`` epochs,
+    are always kept, so each score is refreshed by training on it.
 
     Other rules on the same scores: ``"pmf"`` (ADONIS's PMF > threshold candidates, at no
     forward cost), ``"percentile"`` (Selective-Backprop's stale variant: keep with probability

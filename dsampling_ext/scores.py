@@ -227,8 +227,8 @@ class TableSampler(Sampler[int]):
     recorded in earlier epochs, by ``rule`` (see :func:`dsampling_ext.ops.table_select`):
     forced indices (never scored, or untrained for more than ``staleness`` epochs) and
     non-candidates are always kept with weight 1; each candidate is dropped with probability
-    ``prune``, and with ``reweight`` a kept one weighs 1/(1 - prune). From epoch
-    ``full_data_from`` on (the last ``anneal`` share of ``epochs``) every index is kept with
+    ``prune``, and with ``reweight`` a kept one weighs 1/(1 - prune). In the last
+    ceil(``anneal`` * ``epochs``) epochs (``full_data_from`` on) every index is kept with
     weight 1. The kept indices are shuffled (Philox, keyed by seed and epoch).
 
     :meth:`set_epoch` makes the epoch's selection (so ``len(sampler)`` is known from the start
@@ -286,10 +286,11 @@ class TableSampler(Sampler[int]):
 
     @property
     def full_data_from(self) -> float:
-        """The first epoch trained on every index: epoch e is iff e >= (1 - anneal) * epochs, as
-        in InfoBatch (so anneal=0.125 over 12 epochs fully trains the last one); never when
-        anneal is 0."""
-        return math.ceil(round((1.0 - self.anneal) * self.epochs, 9)) if self.anneal > 0 else math.inf
+        """The first epoch trained on every index: the last ceil(anneal * epochs) epochs are
+        (at least one when anneal > 0; never when anneal is 0)."""
+        if self.anneal == 0:
+            return math.inf
+        return self.epochs - math.ceil(round(self.anneal * self.epochs, 9))
 
     def set_epoch(self, epoch: int) -> None:
         """Select epoch ``epoch``'s indices and weights (a collective under torch.distributed)."""

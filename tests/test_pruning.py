@@ -71,6 +71,8 @@ def test_epochs_follow_the_rule_and_anneal():
         assert torch.equal(kept, want) and kept.numel() < 600
     assert sampler.full_data_from == 6
     assert snapshots[6][1].tolist() == list(range(600)) == snapshots[7][1].tolist()  # the last 25%: everything
+    assert snapshots[5][1].numel() < 600
+    assert [PruningSampler(table, e, anneal=a).full_data_from for e, a in ((12, 0.125), (4, 0.125), (8, 0.125))] == [10, 3, 7]
     assert snapshots[1][2] == math.ceil(snapshots[1][1].numel() / 50)  # len(loader) known at the epoch's start
 
 
@@ -175,7 +177,7 @@ def test_dataloader_workers_see_the_same_epochs(persistent):
 def test_other_rules_on_training_scores(rule):
     x, y = linear_task(n=500)
     table = ScoreTable(len(y))
-    sampler = PruningSampler(table, 3, rule=rule, prune=0.5, seed=4)
+    sampler = PruningSampler(table, 4, rule=rule, prune=0.5, seed=4)
     train(2, sampler, table, x, y)
     sampler.set_epoch(2)
     source = table.correct if rule == "mismatch" else table.scores
