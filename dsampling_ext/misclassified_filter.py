@@ -11,13 +11,12 @@ from typing import Any, Iterable, Iterator, Optional, Union
 
 import torch
 from torch import Tensor, nn
-from torch.utils import _pytree as pytree
 
 from . import distributed, ops
 from ._validate import require_int, require_number, require_seed
 from .accumulate import BatchAccumulator
 from .sampling import IndexSubsetSampler
-from .scores import ScoreTable, TableSampler
+from .scores import ScoreTable, TableSampler, check_score_scale, scoring_forward
 from .timing import StageTimer, stage
 
 __all__ = ["MisclassifiedFilter"]
@@ -71,6 +70,10 @@ class MisclassifiedFilter:
             kept anyway (default 0.1).
         staleness: with scores="training", epochs a sample may go untrained before it is kept
             again whatever its last prediction (default 3).
+        score_scale: downsample 4-D image inputs by this factor in (0, 1) for the filtering
+            forward only (the model must accept the smaller size); the forward runs under
+            torch.inference_mode, and a loader batch larger than batch_size scores more
+            samples per call.
     """
 
     def __init__(
@@ -85,6 +88,7 @@ class MisclassifiedFilter:
         scores: str = "forward",
         keep_correct: float = 0.1,
         staleness: int = 3,
+        score_scale: Optional[float] = None,
     ):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -106,6 +110,7 @@ class MisclassifiedFilter:
         self.keep_correct = require_number("keep_correct", keep_correct, 0.0, 1.0)
         self.staleness = require_int("staleness", staleness, 1)
         self.scores = scores
+        self.score_scale = check_score_scale(score_scale)
         self.accumulator = BatchAccumulator(batch_size, leftover="carry")
         self.batch_size = batch_size
         self.mode, self.margin, self.overflow = mode, margin, overflow
@@ -119,7 +124,7 @@ class MisclassifiedFilter:
         return (f"MisclassifiedFilter(batch_size={self.batch_size}, mode={self.mode!r}, margin={self.margin}, "
                 f"overflow={self.overflow!r}, fallback_after={self.fallback_after}, "
                 f"selection_mode={self.selection_mode!r}, seed={self.seed}, scores={self.scores!r}, "
-                f"keep_correct={self.keep_correct}, staleness={self.staleness})")
+                f"keep_correct={self.keep_correct}, staleness={self.staleness}, score_scale={self.score_scale})")
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -135,14 +140,7 @@ class MisclassifiedFilter:
         return keep
 
     def _forward(self, model: nn.Module, inputs: Any, device) -> Tensor:
-        x = pytree.tree_map(lambda t: t.to(device), inputs) if device is not None else inputs
-        was_training = model.training
-        model.train(self.selection_mode == "train")
-        try:
-            with torch.no_grad():
-                return model(x)
-        finally:
-            model.train(was_training)
+        return scoring_forward(model, inputs, device=device, mode=self.selection_mode, scale=self.score_scale)
 
     def _random_fill(self, keep: Tensor, need: int) -> Tensor:
         """Mask of `need` random rows not in `keep` (Philox-ranked, ties to the lower index)."""

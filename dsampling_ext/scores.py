@@ -11,17 +11,18 @@ training-scored mode).
 from __future__ import annotations
 
 import math
-from typing import Iterator, Optional, Union
+from typing import Any, Iterator, Optional, Union
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
+from torch.utils import _pytree as pytree
 from torch.utils.data import Sampler
 
 from . import distributed, ops
 from ._validate import require_int, require_seed
 from .sampling import resolve_replicas, shard, sharded_length
 
-__all__ = ["ScoreTable", "TableSampler", "weighted_mean"]
+__all__ = ["ScoreTable", "TableSampler", "scoring_forward", "weighted_mean"]
 
 # Philox offsets: epoch e's selection draws at offset e, its shuffle at _SHUFFLE_OFFSET + e and
 # its top-up (min_size) at _FILL_OFFSET + e, so the three never share a stream.
@@ -196,6 +197,38 @@ class ScoreTable:
         self.scores, self.correct, self.seen_epoch = (state[k].to(device).clone()
                                                       for k in ("scores", "correct", "seen_epoch"))
         self._pending = [(i.to(device), l.to(device), r.to(device), e) for i, l, r, e in state["pending"]]
+
+
+def scoring_forward(model: nn.Module, inputs: Any, *, device: Union[torch.device, str, None] = None,
+                    mode: str = "eval", scale: Optional[float] = None, score_fn=None) -> Tensor:
+    """The gradient-free forward that the per-batch selectors score a raw batch with.
+
+    Runs under ``torch.inference_mode`` (cheaper than ``no_grad``: no version counters or view
+    tracking) with the model in ``mode`` ("eval" or "train"), the inputs (any pytree of
+    tensors) moved to ``device``; ``scale`` in (0, 1) first downsamples every 4-D floating
+    input bilinearly (Composer's SelectiveBackprop ``scale_factor``; the model must accept the
+    smaller size, e.g. end in adaptive pooling). Returns ``score_fn(outputs)`` (default: the
+    outputs), computed in inference mode too.
+    """
+    x = pytree.tree_map(lambda t: t.to(device), inputs) if device is not None else inputs
+    if scale is not None:
+        x = pytree.tree_map(lambda t: nn.functional.interpolate(t, scale_factor=scale, mode="bilinear",
+                                                                align_corners=False)
+                            if isinstance(t, Tensor) and t.dim() == 4 and t.is_floating_point() else t, x)
+    was_training = model.training
+    model.train(mode == "train")
+    try:
+        with torch.inference_mode():
+            out = model(x)
+            return out if score_fn is None else score_fn(out)
+    finally:
+        model.train(was_training)
+
+
+def check_score_scale(scale) -> Optional[float]:
+    if scale is not None and (isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 0.0 < scale < 1.0):
+        raise ValueError(f"score_scale must be None or a number in (0, 1), got {scale!r}")
+    return None if scale is None else float(scale)
 
 
 def weighted_mean(losses: Tensor, weights: Optional[Tensor] = None) -> Tensor:
