@@ -12,7 +12,9 @@ from typing import Optional, Sequence, Union
 
 import torch
 from torch import Tensor
+from torch.cuda import is_available as _cuda_available  # a name of our own: tests patch it, not Dynamo's
 
+from ._library import load as _load_library
 from ._validate import require_int
 
 __all__ = [
@@ -68,13 +70,18 @@ def _check_tensor(name: str, value) -> None:
         raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
 
 
+#: Whether the loaded library has CUDA kernels, decided once at import: the check below runs inside
+#: traced code, where Dynamo refuses a torch op returning an int (torch.ops.dsampling._cuda_version).
+_CUDA_KERNELS: bool = _load_library()["cuda"]
+
+
 def _check_device(op: str, name: str, device: torch.device) -> None:
     """Fail clearly when CUDA is asked for but this torch, machine or build cannot run it."""
     if device.type != "cuda":
         return
-    if not torch.cuda.is_available():
+    if not _cuda_available():
         raise RuntimeError(f"{op}: {name} is on {device} but CUDA is not available to torch {torch.__version__}")
-    if torch.ops.dsampling._cuda_version() < 0:
+    if not _CUDA_KERNELS:
         raise RuntimeError(
             f"{op}: {name} is on {device} but dsampling_ext was built without CUDA kernels; rebuild it with "
             "a CUDA build of torch and the CUDA toolkit (DSAMPLING_FORCE_CUDA=1 pip install --no-build-isolation -e .)"
