@@ -3,7 +3,7 @@
 CUDA is built when a CUDA build of torch and a CUDA toolkit are both present (no GPU needed).
   DSAMPLING_FORCE_CUDA=1  require the CUDA build (fails clearly if it is impossible)
   DSAMPLING_FORCE_CPU=1   never build CUDA
-  TORCH_CUDA_ARCH_LIST    target architectures (default 8.0;9.0 when no GPU is visible)
+  TORCH_CUDA_ARCH_LIST    target architectures (default 8.0;9.0+PTX when no GPU is visible)
   NVCC_FLAGS, DEBUG=1     extra nvcc flags; -O0 -g builds
 """
 

@@ -12,7 +12,7 @@ import re
 import shutil
 from pathlib import Path
 
-DEFAULT_ARCH_LIST = "8.0;9.0"
+DEFAULT_ARCH_LIST = "8.0;9.0+PTX"
 
 
 def _is_toolkit_root(path: Path) -> bool:
@@ -51,7 +51,8 @@ def prepare_environment(gpu_visible: bool) -> str | None:
     """Set CUDA_HOME and a default TORCH_CUDA_ARCH_LIST; return the toolkit root.
 
     Without a visible GPU torch cannot infer the architectures (it raises an IndexError), so an
-    unset TORCH_CUDA_ARCH_LIST defaults to Ampere and Hopper.
+    unset TORCH_CUDA_ARCH_LIST defaults to Ampere and Hopper code plus Hopper PTX, which newer GPUs
+    compile just in time instead of failing with "no kernel image is available".
     """
     home = find_cuda_home()
     if home is not None:

@@ -94,3 +94,12 @@ def test_cuda_request_to_a_cpu_only_build_raises_cleanly(monkeypatch):
     monkeypatch.setattr(ops, "_CUDA_KERNELS", False)
     with pytest.raises(RuntimeError, match="loss_histogram: values is on cuda but dsampling_ext was built without CUDA"):
         ops._check_device("loss_histogram", "values", torch.device("cuda"))
+
+
+def test_default_arch_list_adds_ptx_for_newer_gpus(monkeypatch):
+    from dsampling_ext import _cuda_env
+
+    monkeypatch.delenv("TORCH_CUDA_ARCH_LIST", raising=False)
+    monkeypatch.setenv("CUDA_HOME", os.environ.get("CUDA_HOME", ""))  # restored after the test
+    _cuda_env.prepare_environment(gpu_visible=False)
+    assert os.environ["TORCH_CUDA_ARCH_LIST"] == "8.0;9.0+PTX"
