@@ -223,7 +223,10 @@ def histogram_select(
       * ``rule="cdf"`` (Selective-Backprop): p_i = percentileofscore(H, l_i, kind="rank")/100
         raised to ``beta``, kept with probability p_i.
     Uniforms are Philox draws keyed by (``seed``, ``offset``, ``keys[i]`` or i), so CPU and CUDA
-    return identical masks and p.
+    return identical masks and p, with one exception: ``rule="cdf"`` with a ``beta`` that is not a
+    whole number up to 64 raises the percentile with ``pow``, whose last bit may differ between the
+    CPU and CUDA math libraries; the two devices then agree on p to a few ulps, and on keep except
+    for a draw that falls between the two values of p.
 
     Args:
         history (Tensor[capacity]): float32 or float64 ring buffer, 1 <= capacity <= 65536.
@@ -269,9 +272,12 @@ def argmax_mismatch(logits: Tensor, labels: Tensor, margin: Optional[float] = No
     Keeps row i iff ``argmax(logits[i]) != labels[i]`` (argmax as torch.argmax: the first
     maximum; NaN counts as the maximum). With ``margin``, also keeps a correctly classified row
     whose top-2 softmax gap p1 - p2 is ``<= margin`` (Alg. 6, soft accuracy), computed in float64
-    from a numerically stable log-sum-exp; a row holding NaN or +inf, or all -inf, has no gap
-    (as torch.softmax gives NaN there). No [B] argmax or [B, C] softmax tensor is made, and on
-    CUDA nothing synchronises with the host.
+    as (1 - exp(z2 - z1)) / sum_j exp(z_j - z1) with the sum in one fixed order on both devices;
+    a row holding NaN or +inf, or all -inf, has no gap (as torch.softmax gives NaN there). No [B]
+    argmax or [B, C] softmax tensor is made, and on CUDA nothing synchronises with the host.
+    Without a margin CPU and CUDA return identical results. With one, ``exp`` comes from each
+    device's math library, which may round the last bit differently, so the gap may differ by a
+    few ulps and a row whose gap lies that close to ``margin`` may be decided differently.
 
     Args:
         logits (Tensor[B, C]): float16, bfloat16, float32 or float64.
