@@ -103,3 +103,11 @@ def test_default_arch_list_adds_ptx_for_newer_gpus(monkeypatch):
     monkeypatch.setenv("CUDA_HOME", os.environ.get("CUDA_HOME", ""))  # restored after the test
     _cuda_env.prepare_environment(gpu_visible=False)
     assert os.environ["TORCH_CUDA_ARCH_LIST"] == "8.0;9.0+PTX"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks what make gpu-check says without a GPU")
+def test_gpu_check_fails_clearly_without_a_gpu(tmp_path):
+    result = subprocess.run([sys.executable, str(REPO / "benchmarks" / "gpu_check.py"), "--out", str(tmp_path)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and "no CUDA GPU is visible" in result.stderr, result.stderr
+    assert not list(tmp_path.iterdir())
