@@ -64,5 +64,22 @@ gpu-check: $(CUDA_VENV)/.deps
 	DSAMPLING_FORCE_CUDA=1 $(CUDA_VENV)/bin/pip install $(PIP_QUIET) --no-build-isolation .
 	$(CUDA_VENV)/bin/python -P benchmarks/gpu_check.py --out runs
 
+# The CPU kernels built with AddressSanitizer + UBSan (setup.py, DSAMPLING_SANITIZE=1) into build/asan,
+# apart from the normal build, and the op tests run against that copy of the package: python -P
+# keeps the checkout off sys.path, PYTHONPATH puts build/asan/lib first; libasan is preloaded because
+# python itself is not instrumented, and libstdc++ with it so that ASan's C++-throw interceptor finds
+# the real __cxa_throw (the kernels' TORCH_CHECKs throw). Any finding stops the run (-fno-sanitize-recover).
+SANITIZE_TESTS = $(filter-out tests/test_build.py tests/test_distributed.py tests/test_examples.py tests/test_experiments.py,$(wildcard tests/test_*.py))
+SANITIZE_ENV = PYTHONPATH=build/asan/lib LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libstdc++.so)" \
+	ASAN_OPTIONS=detect_leaks=0:halt_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+
+build/asan/.built: $(VENV)/.deps $(SOURCES)
+	DSAMPLING_SANITIZE=1 $(VENV)/bin/python setup.py --quiet build --build-base build/asan --build-lib build/asan/lib
+	touch $@
+
+sanitize: build/asan/.built
+	$(SANITIZE_ENV) $(VENV)/bin/python -P -c "import dsampling_ext as d; i = d.build_info(); print(i); assert '/build/asan/lib/' in i['library'], i"
+	$(SANITIZE_ENV) $(VENV)/bin/python -P -m pytest -p no:cacheprovider $(SANITIZE_TESTS)
+
 clean:
 	rm -rf build *.egg-info dsampling_ext/*.so $(VENV) $(CUDA_VENV)
