@@ -28,6 +28,21 @@ struct ClipBounds {
   int64_t mode;
 };
 
+// Sum of f(0..n-1) in the lane/tree order above, sequentially (the CPU kernels' form of it;
+// CUDA kernels run one thread per lane). Rows of kLanes values, so the inner loop vectorises.
+template <typename F>
+inline double lane_tree_sum(int64_t n, const F& f) {
+  double partial[kLanes] = {0.0};
+  for (int64_t base = 0; base < n; base += kLanes) {
+    const int64_t m = n - base < kLanes ? n - base : kLanes;
+    for (int64_t t = 0; t < m; ++t) partial[t] = add_rn(partial[t], f(base + t));
+  }
+  for (int s = kLanes / 2; s > 0; s >>= 1) {
+    for (int t = 0; t < s; ++t) partial[t] = add_rn(partial[t], partial[t + s]);
+  }
+  return partial[0];
+}
+
 // mean -+ sigma * sd; sd is the population standard deviation (ddof = 0).
 DS_INLINE ClipBounds clip_bounds(double mean, double sd, double sigma, int64_t mode) {
   const double half_width = mul_rn(sigma, sd);

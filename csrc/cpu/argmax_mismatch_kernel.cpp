@@ -5,11 +5,11 @@
 #include <torch/library.h>
 
 #include <algorithm>
-#include <vector>
 
 #include "common/argmax.h"
 #include "common/checks.h"
 #include "common/rounding.h"
+#include "cpu/compact.h"
 
 namespace dsampling {
 namespace {
@@ -47,36 +47,6 @@ void check_labels(const L* labels, int64_t begin, int64_t end, int64_t classes) 
     TORCH_CHECK(labels[r] >= 0 && labels[r] < classes, "argmax_mismatch: labels must be in [0, ", classes, "), got ",
                 static_cast<int64_t>(labels[r]), " at index ", r);
   }
-}
-
-// Ordered compaction of the kept row indices, -1 after them; two parallel passes (count per
-// chunk, then write from each chunk's prefix offset), branch-free within a chunk.
-int64_t compact(const bool* keep, int64_t rows, int64_t* out) {
-  const int64_t chunks = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), rows / 65536));
-  const int64_t per_chunk = (rows + chunks - 1) / std::max<int64_t>(chunks, 1);
-  std::vector<int64_t> offset(chunks + 1, 0);
-  at::parallel_for(0, chunks, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t c = begin; c < end; ++c) {
-      int64_t n = 0;
-      for (int64_t r = c * per_chunk; r < std::min(rows, (c + 1) * per_chunk); ++r) n += keep[r];
-      offset[c + 1] = n;
-    }
-  });
-  for (int64_t c = 0; c < chunks; ++c) offset[c + 1] += offset[c];
-  at::parallel_for(0, chunks, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t c = begin; c < end; ++c) {
-      int64_t n = offset[c], spare;
-      const int64_t last = std::min(rows, (c + 1) * per_chunk);
-      for (int64_t r = c * per_chunk; r < last; ++r) {
-        // A dropped row's write is overwritten by the next kept one; past this chunk's share it
-        // goes to `spare`, so chunks never write each other's slots.
-        *(n < offset[c + 1] ? out + n : &spare) = r;
-        n += keep[r];
-      }
-    }
-  });
-  std::fill(out + offset[chunks], out + rows, int64_t{-1});
-  return offset[chunks];
 }
 
 // Without a margin: blocks of kRowBlock rows scanned column by column, so that the compiler
@@ -149,7 +119,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> argmax_mismatch_cpu(const at::Ten
       decide_rows<scalar_t, index_t>(zp, yp, rows, classes, margin, k);
     });
   });
-  count.fill_(compact(k, rows, kept.mutable_data_ptr<int64_t>()));
+  const cpu::CompactPlan plan = cpu::compact_plan(k, rows);
+  int64_t* out = kept.mutable_data_ptr<int64_t>();
+  cpu::compact_write(k, rows, plan, out);
+  std::fill(out + plan.total(), out + rows, int64_t{-1});
+  count.fill_(plan.total());
   return {keep, kept, count};
 }
 

@@ -18,21 +18,7 @@
 namespace dsampling {
 namespace {
 
-using selection::kLanes;
-
-// Sum of f(0..n-1) in the lane/tree order of common/selection.h.
-template <typename F>
-double lane_tree_sum(int64_t n, const F& f) {
-  double partial[kLanes] = {0.0};
-  for (int64_t base = 0; base < n; base += kLanes) {  // rows of kLanes: the inner loop vectorises
-    const int64_t m = std::min<int64_t>(kLanes, n - base);
-    for (int64_t t = 0; t < m; ++t) partial[t] = add_rn(partial[t], f(base + t));
-  }
-  for (int s = kLanes / 2; s > 0; s >>= 1) {
-    for (int t = 0; t < s; ++t) partial[t] = add_rn(partial[t], partial[t + s]);
-  }
-  return partial[0];
-}
+using selection::lane_tree_sum;
 
 std::tuple<at::Tensor, at::Tensor> histogram_select_cpu(
     const at::Tensor& history, const at::Tensor& state, const at::Tensor& losses, int64_t rule, int64_t bin_rule,
