@@ -34,6 +34,9 @@ struct RowState {
 
 DS_INLINE RowState empty() { return {-INFINITY, -INFINITY, -1}; }
 
+// The state of a row's first element, z0 at index 0.
+DS_INLINE RowState start(double z0) { return {z0, -INFINITY, 0}; }
+
 // Add element z with index j, larger than every index already in s.
 DS_INLINE void update(RowState& s, double z, int64_t j) {
   if (s.best_index < 0 || beats(z, s.best)) {

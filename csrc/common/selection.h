@@ -60,9 +60,17 @@ DS_INLINE bool clip(double v, const ClipBounds& b, double* out) {
   return b.mode == kNoClip || (v >= b.lo && v <= b.hi);
 }
 
-// scipy.stats.percentileofscore(H, c, kind="rank") / 100 over the ascending sorted[0, n): with
-// left = #(H < c) and right = #(H <= c), found by binary search, (left + right + [left < right]) / (2n).
-DS_INLINE double percentile(const double* sorted, int64_t n, double c) {
+// scipy.stats.percentileofscore(H, l, kind="rank") / 100, from left = #(H < l), right = #(H <= l).
+DS_INLINE double percentile(int64_t left, int64_t right, int64_t n) {
+  return static_cast<double>(left + right + (left < right ? 1 : 0)) / (2.0 * static_cast<double>(n));
+}
+
+// left = #(sorted < c) and right = #(sorted <= c) over the ascending sorted[0, n), by binary search.
+struct Ranks {
+  int64_t left, right;
+};
+
+DS_INLINE Ranks rank_counts(const double* sorted, int64_t n, double c) {
   int64_t lo = 0, hi = n;
   while (lo < hi) {
     const int64_t mid = lo + (hi - lo) / 2;
@@ -82,8 +90,7 @@ DS_INLINE double percentile(const double* sorted, int64_t n, double c) {
       hi = mid;
     }
   }
-  const int64_t right = lo;
-  return static_cast<double>(left + right + (left < right ? 1 : 0)) / (2.0 * static_cast<double>(n));
+  return {left, lo};
 }
 
 // x ** beta. Whole exponents up to 64 multiply in a fixed order, so both devices round alike;

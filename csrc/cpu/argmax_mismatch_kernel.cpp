@@ -20,8 +20,8 @@ constexpr int64_t kRowBlock = 64;
 // margin, the softmax sum of a correctly classified row is added in common/argmax.h's lane order.
 template <typename T, bool kGap>
 bool keep_row(const T* row, int64_t classes, int64_t label, double margin) {
-  argmax::RowState s = argmax::empty();
-  for (int64_t j = 0; j < classes; ++j) argmax::update(s, static_cast<double>(row[j]), j);
+  argmax::RowState s = argmax::start(static_cast<double>(row[0]));
+  for (int64_t j = 1; j < classes; ++j) argmax::update(s, static_cast<double>(row[j]), j);
   double sum = 0.0;
   if (argmax::needs_gap<kGap>(s, label)) {
     const int64_t lanes = argmax::group_width(classes);

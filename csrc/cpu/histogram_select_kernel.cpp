@@ -130,7 +130,8 @@ std::tuple<at::Tensor, at::Tensor> histogram_select_cpu(
           count = b >= 0 ? counts[b] : 0;
           pi = b >= 0 ? pmf[b] : 0.0;
         } else {
-          pi = selection::power(selection::percentile(sorted.data(), n, c), beta);
+          const selection::Ranks r = selection::rank_counts(sorted.data(), n, c);
+          pi = selection::power(selection::percentile(r.left, r.right, n), beta);
         }
       }
       p_out[i] = pi;

@@ -217,7 +217,8 @@ __global__ void __launch_bounds__(kLanes) histogram_select_kernel(T* history, in
         count = b >= 0 ? counts[b] : 0;
         pi = b >= 0 ? div_rn(static_cast<double>(count), static_cast<double>(n)) : 0.0;
       } else {
-        pi = selection::power(selection::percentile(sorted, n, c), prm.beta);
+        const selection::Ranks r = selection::rank_counts(sorted, n, c);
+        pi = selection::power(selection::percentile(r.left, r.right, n), prm.beta);
       }
     }
     p[i] = pi;
