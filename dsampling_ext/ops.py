@@ -12,7 +12,9 @@ from typing import Optional, Sequence, Union
 
 import torch
 from torch import Tensor
+from torch.cuda import is_available as _cuda_available  # a name of our own: tests patch it, not Dynamo's
 
+from ._library import load as _load_library
 from ._validate import require_int
 
 __all__ = [
@@ -70,13 +72,18 @@ def _check_tensor(name: str, value) -> None:
         raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
 
 
+#: Whether the loaded library has CUDA kernels, decided once at import: the check below runs inside
+#: traced code, where Dynamo refuses a torch op returning an int (torch.ops.dsampling._cuda_version).
+_CUDA_KERNELS: bool = _load_library()["cuda"]
+
+
 def _check_device(op: str, name: str, device: torch.device) -> None:
     """Fail clearly when CUDA is asked for but this torch, machine or build cannot run it."""
     if device.type != "cuda":
         return
-    if not torch.cuda.is_available():
+    if not _cuda_available():
         raise RuntimeError(f"{op}: {name} is on {device} but CUDA is not available to torch {torch.__version__}")
-    if torch.ops.dsampling._cuda_version() < 0:
+    if not _CUDA_KERNELS:
         raise RuntimeError(
             f"{op}: {name} is on {device} but dsampling_ext was built without CUDA kernels; rebuild it with "
             "a CUDA build of torch and the CUDA toolkit (DSAMPLING_FORCE_CUDA=1 pip install --no-build-isolation -e .)"
@@ -220,7 +227,10 @@ def histogram_select(
       * ``rule="cdf"`` (Selective-Backprop): p_i = percentileofscore(H, l_i, kind="rank")/100
         raised to ``beta``, kept with probability p_i.
     Uniforms are Philox draws keyed by (``seed``, ``offset``, ``keys[i]`` or i), so CPU and CUDA
-    return identical masks and p.
+    return identical masks and p, with one exception: ``rule="cdf"`` with a ``beta`` that is not a
+    whole number up to 64 raises the percentile with ``pow``, whose last bit may differ between the
+    CPU and CUDA math libraries; the two devices then agree on p to a few ulps, and on keep except
+    for a draw that falls between the two values of p.
 
     Args:
         history (Tensor[capacity]): float32 or float64 ring buffer, 1 <= capacity <= 65536.
@@ -266,9 +276,12 @@ def argmax_mismatch(logits: Tensor, labels: Tensor, margin: Optional[float] = No
     Keeps row i iff ``argmax(logits[i]) != labels[i]`` (argmax as torch.argmax: the first
     maximum; NaN counts as the maximum). With ``margin``, also keeps a correctly classified row
     whose top-2 softmax gap p1 - p2 is ``<= margin`` (Alg. 6, soft accuracy), computed in float64
-    from a numerically stable log-sum-exp; a row holding NaN or +inf, or all -inf, has no gap
-    (as torch.softmax gives NaN there). No [B] argmax or [B, C] softmax tensor is made, and on
-    CUDA nothing synchronises with the host.
+    as (1 - exp(z2 - z1)) / sum_j exp(z_j - z1) with the sum in one fixed order on both devices;
+    a row holding NaN or +inf, or all -inf, has no gap (as torch.softmax gives NaN there). No [B]
+    argmax or [B, C] softmax tensor is made, and on CUDA nothing synchronises with the host.
+    Without a margin CPU and CUDA return identical results. With one, ``exp`` comes from each
+    device's math library, which may round the last bit differently, so the gap may differ by a
+    few ulps and a row whose gap lies that close to ``margin`` may be decided differently.
 
     Args:
         logits (Tensor[B, C]): float16, bfloat16, float32 or float64.

@@ -183,7 +183,7 @@ def argmax_mismatch_reference(logits: torch.Tensor, labels: torch.Tensor, margin
 
 
 def element_below(seed: int, offset: int, i: int, pair: int, m: int) -> int:
-    """Reference of philox::element_below: 64-bit word pair `pair` of block i, times m, high 64 bits."""
+    """scale_below(element_bits(seed, offset, i, pair), m) of philox.h: word pair `pair` of block i, times m, high 64 bits."""
     seed, offset = seed % 2**64, offset % 2**64
     counter = np.array([[i & 0xFFFFFFFF, i >> 32, offset & 0xFFFFFFFF, offset >> 32]], dtype=np.uint64)
     w = philox4x32_10(counter, seed & 0xFFFFFFFF, seed >> 32)[0]

@@ -23,7 +23,7 @@ void row_correctness(const T* logits, const L* targets, int64_t rows, int64_t cl
                   "), got ", static_cast<int64_t>(targets[r]), " at index ", r);
       const T* row = logits + r * classes;
       argmax::RowState s = argmax::start(static_cast<double>(row[0]));
-      for (int64_t j = 1; j < classes; ++j) argmax::update<false>(s, static_cast<double>(row[j]), j);
+      for (int64_t j = 1; j < classes; ++j) argmax::update(s, static_cast<double>(row[j]), j);
       out[r] = static_cast<int8_t>(s.best_index == static_cast<int64_t>(targets[r]));
     }
   });

@@ -31,7 +31,7 @@ __global__ void table_record_kernel(S* scores, int8_t* correct, int32_t* seen_ep
       CUDA_KERNEL_ASSERT(label >= 0 && label < classes && "table_record_: targets must be in [0, C)");
       const Z* row = logits + r * classes;
       argmax::RowState s = argmax::start(static_cast<double>(row[0]));
-      for (int64_t j = 1; j < classes; ++j) argmax::update<false>(s, static_cast<double>(row[j]), j);
+      for (int64_t j = 1; j < classes; ++j) argmax::update(s, static_cast<double>(row[j]), j);
       correct[i] = static_cast<int8_t>(s.best_index == label);
     }
     scores[i] = losses[r];
