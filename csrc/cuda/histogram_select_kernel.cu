@@ -26,6 +26,7 @@
 #include "common/checks.h"
 #include "common/philox.h"
 #include "common/selection.h"
+#include "cuda/lane_sum.cuh"
 #include "cuda/launch.cuh"
 
 namespace dsampling {
@@ -44,19 +45,6 @@ struct Params {
   int64_t rule, bin_rule, bins, clip_mode, keep_mode, seed, offset;
   double threshold, clip_sigma, keep_fraction, beta;
 };
-
-// Sum over lanes in the tree order of common/selection.h; every thread gets the result.
-__device__ double tree_sum(double mine, double* partial) {
-  partial[threadIdx.x] = mine;
-  __syncthreads();
-  for (int s = kLanes / 2; s > 0; s >>= 1) {
-    if (threadIdx.x < s) partial[threadIdx.x] = add_rn(partial[threadIdx.x], partial[threadIdx.x + s]);
-    __syncthreads();
-  }
-  const double total = partial[0];
-  __syncthreads();
-  return total;
-}
 
 // Exclusive prefix sum of a flag over the block, one tile of kLanes items at a time: returns the
 // number of flags before this thread's, and adds the tile's total to `carry` (on every thread).
@@ -138,13 +126,13 @@ __global__ void __launch_bounds__(kLanes) histogram_select_kernel(T* history, in
   if (prm.clip_mode != selection::kNoClip && length > 0) {
     double s = 0.0;
     for (int64_t j = t; j < length; j += kLanes) s = add_rn(s, static_cast<double>(history[j]));
-    const double mean = div_rn(tree_sum(s, partial), static_cast<double>(length));
+    const double mean = div_rn(cuda::lane_tree_sum(s, partial), static_cast<double>(length));
     double q = 0.0;
     for (int64_t j = t; j < length; j += kLanes) {
       const double d = sub_rn(static_cast<double>(history[j]), mean);
       q = add_rn(q, mul_rn(d, d));
     }
-    const double var = div_rn(tree_sum(q, partial), static_cast<double>(length));
+    const double var = div_rn(cuda::lane_tree_sum(q, partial), static_cast<double>(length));
     bounds = selection::clip_bounds(mean, sqrt(var), prm.clip_sigma, prm.clip_mode);
   }
 

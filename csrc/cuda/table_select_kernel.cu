@@ -27,25 +27,13 @@
 #include "common/philox.h"
 #include "common/selection.h"
 #include "common/table.h"
+#include "cuda/lane_sum.cuh"
 #include "cuda/launch.cuh"
 
 namespace dsampling {
 namespace {
 
 using selection::kLanes;
-
-// Sum over the block's lanes in the tree order of common/selection.h; thread 0 gets it.
-__device__ double block_tree_sum(double mine, double* partial) {
-  partial[threadIdx.x] = mine;
-  __syncthreads();
-  for (int s = kLanes / 2; s > 0; s >>= 1) {
-    if (threadIdx.x < s) partial[threadIdx.x] = add_rn(partial[threadIdx.x], partial[threadIdx.x + s]);
-    __syncthreads();
-  }
-  const double total = partial[0];
-  __syncthreads();
-  return total;
-}
 
 __device__ unsigned long long block_count(unsigned long long mine, unsigned long long* slot) {
   if (threadIdx.x == 0) *slot = 0;
@@ -72,7 +60,7 @@ __global__ void __launch_bounds__(kLanes) tile_sums_kernel(const S* scores, cons
       s = add_rn(s, scored ? static_cast<double>(scores[j]) : 0.0);
       c += scored;
     }
-    const double total = block_tree_sum(s, partial);
+    const double total = cuda::lane_tree_sum(s, partial);
     const unsigned long long count = block_count(c, &counted);
     if (threadIdx.x == 0) {
       tile_sum[t] = total;
@@ -92,7 +80,7 @@ __global__ void __launch_bounds__(kLanes) mean_kernel(const double* tile_sum, co
     s = add_rn(s, tile_sum[t]);
     c += static_cast<unsigned long long>(tile_count[t]);
   }
-  const double total = block_tree_sum(s, partial);
+  const double total = cuda::lane_tree_sum(s, partial);
   const unsigned long long count = block_count(c, &counted);
   if (threadIdx.x == 0) *mean = count > 0 ? div_rn(total, static_cast<double>(count)) : NAN;
 }
