@@ -4,6 +4,9 @@
 #   make test        set up, then run the test-suite
 #   make bench       set up, then run the kernel benchmarks and check their speed targets
 #   make cuda-build  second venv with a CUDA build of torch: build the CUDA kernels and test them
+#   make gpu-check   on a machine with a GPU: build the CUDA kernels, run tests/cuda, time the kernels,
+#                    compute-sanitizer; one markdown report under runs/
+#   make sanitize    the CPU kernels built with AddressSanitizer + UBSan, and the op tests under them
 
 PYTHON ?= python3
 TORCH_SPEC ?= torch==2.13.0
@@ -16,7 +19,7 @@ CUDA_VENV := .venv-cuda
 SOURCES := setup.py pyproject.toml $(wildcard dsampling_ext/*.py) $(shell find csrc -type f)
 PIP_QUIET := --quiet --disable-pip-version-check
 
-.PHONY: demo test bench cuda-build clean
+.PHONY: demo test bench cuda-build gpu-check sanitize clean
 
 $(VENV)/.deps: Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +55,31 @@ cuda-build: $(CUDA_VENV)/.deps
 	DSAMPLING_FORCE_CUDA=1 $(CUDA_VENV)/bin/pip install $(PIP_QUIET) --no-build-isolation .
 	$(CUDA_VENV)/bin/python -P -c "import dsampling_ext as d; i = d.build_info(); print(i); assert i['cuda'] and i['path'] == 'prebuilt', i"
 	DSAMPLING_EXPECT_CUDA_BUILD=1 $(CUDA_VENV)/bin/python -P -m pytest tests
+
+# Needs a visible GPU and says so at once otherwise. pip builds for the visible GPU's architecture
+# (TORCH_CUDA_ARCH_LIST overrides); benchmarks/gpu_check.py runs from outside the checkout (-P),
+# so the installed build is the one tested, timed and sanitized.
+gpu-check: $(CUDA_VENV)/.deps
+	@$(CUDA_VENV)/bin/python -c "import sys, torch; torch.cuda.is_available() or sys.exit('make gpu-check: no CUDA GPU is visible to torch ' + torch.__version__ + '; it needs one (make cuda-build checks the CUDA build without a GPU)')"
+	DSAMPLING_FORCE_CUDA=1 $(CUDA_VENV)/bin/pip install $(PIP_QUIET) --no-build-isolation .
+	$(CUDA_VENV)/bin/python -P benchmarks/gpu_check.py --out runs
+
+# The CPU kernels built with AddressSanitizer + UBSan (setup.py, DSAMPLING_SANITIZE=1) into build/asan,
+# apart from the normal build, and the op tests run against that copy of the package: python -P
+# keeps the checkout off sys.path, PYTHONPATH puts build/asan/lib first; libasan is preloaded because
+# python itself is not instrumented, and libstdc++ with it so that ASan's C++-throw interceptor finds
+# the real __cxa_throw (the kernels' TORCH_CHECKs throw). Any finding stops the run (-fno-sanitize-recover).
+SANITIZE_TESTS = $(filter-out tests/test_build.py tests/test_distributed.py tests/test_examples.py tests/test_experiments.py,$(wildcard tests/test_*.py))
+SANITIZE_ENV = PYTHONPATH=build/asan/lib LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libstdc++.so)" \
+	ASAN_OPTIONS=detect_leaks=0:halt_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+
+build/asan/.built: $(VENV)/.deps $(SOURCES)
+	DSAMPLING_SANITIZE=1 $(VENV)/bin/python setup.py --quiet build --build-base build/asan --build-lib build/asan/lib
+	touch $@
+
+sanitize: build/asan/.built
+	$(SANITIZE_ENV) $(VENV)/bin/python -P -c "import dsampling_ext as d; i = d.build_info(); print(i); assert '/build/asan/lib/' in i['library'], i"
+	$(SANITIZE_ENV) $(VENV)/bin/python -P -m pytest -p no:cacheprovider $(SANITIZE_TESTS)
 
 clean:
 	rm -rf build *.egg-info dsampling_ext/*.so $(VENV) $(CUDA_VENV)

@@ -3,8 +3,10 @@
 CUDA is built when a CUDA build of torch and a CUDA toolkit are both present (no GPU needed).
   DSAMPLING_FORCE_CUDA=1  require the CUDA build (fails clearly if it is impossible)
   DSAMPLING_FORCE_CPU=1   never build CUDA
-  TORCH_CUDA_ARCH_LIST    target architectures (default 8.0;9.0 when no GPU is visible)
+  TORCH_CUDA_ARCH_LIST    target architectures (default 8.0;9.0+PTX when no GPU is visible)
   NVCC_FLAGS, DEBUG=1     extra nvcc flags; -O0 -g builds
+  DSAMPLING_SANITIZE=1    a CPU build with AddressSanitizer + UBSan, objects under build/asan
+                          (`make sanitize`: run it with LD_PRELOAD of libasan)
 """
 
 import importlib.util
@@ -22,7 +24,7 @@ _spec.loader.exec_module(cuda_env)
 
 def _want_cuda() -> bool:
     force_cuda = os.environ.get("DSAMPLING_FORCE_CUDA") == "1"
-    force_cpu = os.environ.get("DSAMPLING_FORCE_CPU") == "1"
+    force_cpu = os.environ.get("DSAMPLING_FORCE_CPU") == "1" or SANITIZE
     if force_cuda and force_cpu:
         raise RuntimeError("DSAMPLING_FORCE_CUDA=1 and DSAMPLING_FORCE_CPU=1 contradict each other")
     if force_cpu:
@@ -37,27 +39,29 @@ def _want_cuda() -> bool:
     return torch.version.cuda is not None and home is not None
 
 
+SANITIZE = os.environ.get("DSAMPLING_SANITIZE") == "1"
 # Imported after prepare_environment: cpp_extension reads CUDA_HOME once, at import.
 WITH_CUDA = _want_cuda()
 from torch.utils.cpp_extension import BuildExtension, CppExtension, CUDAExtension  # noqa: E402
 
 cxx_flags, nvcc_flags = cuda_env.compile_flags(
-    WITH_CUDA, openmp=torch.backends.openmp.is_available(), debug=os.environ.get("DEBUG") == "1"
+    WITH_CUDA, openmp=torch.backends.openmp.is_available(), debug=os.environ.get("DEBUG") == "1", sanitize=SANITIZE
 )
 extension = (CUDAExtension if WITH_CUDA else CppExtension)(
     name="dsampling_ext._C",
     sources=[os.path.relpath(s, ROOT) for s in cuda_env.sources(ROOT / "csrc", WITH_CUDA)],
     include_dirs=[str(ROOT / "csrc")],
     extra_compile_args={"cxx": cxx_flags, "nvcc": nvcc_flags} if WITH_CUDA else {"cxx": cxx_flags},
+    extra_link_args=cuda_env.SANITIZE_FLAGS if SANITIZE else [],
 )
 
 
 class Build(BuildExtension):
-    """Keep CPU and CUDA object files apart so two venvs can build from one checkout."""
+    """Keep CPU, CUDA and sanitizer object files apart so that the builds can share one checkout."""
 
     def finalize_options(self):
         super().finalize_options()
-        self.build_temp = os.path.join("build", "cuda" if WITH_CUDA else "cpu")
+        self.build_temp = os.path.join("build", "asan" if SANITIZE else "cuda" if WITH_CUDA else "cpu")
 
 
 setup(

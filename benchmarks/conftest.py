@@ -71,6 +71,13 @@ def pytest_terminal_summary(terminalreporter, config):
             row = {impl: t for (g, impl), t in medians.items() if g == group}
             cells = "  ".join(f"{impl} {t * 1e3:9.3f} ms" for impl, t in sorted(row.items()))
             write(f"  {group:<34} {cells}")
+        for group in [g for g in groups if g.startswith("overhead")]:
+            row = {impl: t for (g, impl), t in medians.items() if g == group}
+            if "uniform" in row:
+                write("")
+                write(f"Selection machinery per epoch, {group} (uniform RandomSampler epoch {row['uniform'] * 1e3:.1f} ms)")
+                for impl, t in sorted(row.items(), key=lambda kv: kv[1]):
+                    write(f"  {impl:<20} overhead vs uniform = {t / row['uniform']:.2f}x")
     verdicts = getattr(config, "_dsampling_verdicts", [])
     if verdicts:
         write("")

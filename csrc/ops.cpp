@@ -51,6 +51,14 @@ TORCH_LIBRARY(dsampling, m) {
   m.def("partition_resample(Tensor(a!) perm, int size, int k, int seed, int offset) -> ()");
   m.def("random_subset_(Tensor(a!) perm, int size, int seed, int offset) -> ()");
 
+  // Scores from the training pass and epoch-level selection from them (SPEC section 8).
+  m.def(
+      "table_record_(Tensor(a!) scores, Tensor(b!) correct, Tensor(c!) seen_epoch, Tensor indices, Tensor losses, "
+      "int epoch, Tensor? logits=None, Tensor? targets=None) -> ()");
+  m.def(
+      "table_select(Tensor scores, Tensor seen_epoch, int epoch, int rule, float prune, int staleness, int bin_rule, "
+      "int bins, float threshold, float beta, bool reweight, int seed, int offset) -> (Tensor indices, Tensor weights)");
+
   m.def("_cuda_version", &cuda_version);
 }
 

@@ -15,10 +15,14 @@ from .ops import (  # noqa: E402
     partition_resample,
     philox_uniform,
     random_subset,
+    table_select,
 )
 from .partition import DynamicPartitionSampler  # noqa: E402
 from .baselines import RandomSubsetSampler  # noqa: E402
-from .sampling import IndexSubsetSampler  # noqa: E402
+from .pruning import PruningSampler  # noqa: E402
+from .sampling import IndexSubsetSampler, IndexedDataset  # noqa: E402
+from .schedules import ProgressLR  # noqa: E402
+from .scores import ScoreTable, TableSampler, weighted_mean  # noqa: E402
 from .timing import StageTimer  # noqa: E402
 
 
@@ -37,12 +41,17 @@ __all__ = [
     "BatchAccumulator",
     "DynamicPartitionSampler",
     "IndexSubsetSampler",
+    "IndexedDataset",
     "JitBuildWarning",
     "LossCache",
     "LossHistogramSelector",
     "MisclassifiedFilter",
+    "ProgressLR",
+    "PruningSampler",
     "RandomSubsetSampler",
+    "ScoreTable",
     "StageTimer",
+    "TableSampler",
     "argmax_mismatch",
     "build_info",
     "histogram_select",
@@ -52,4 +61,6 @@ __all__ = [
     "philox_uniform",
     "random_subset",
     "selective_batches",
+    "table_select",
+    "weighted_mean",
 ]

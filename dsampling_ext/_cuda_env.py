@@ -12,7 +12,7 @@ import re
 import shutil
 from pathlib import Path
 
-DEFAULT_ARCH_LIST = "8.0;9.0"
+DEFAULT_ARCH_LIST = "8.0;9.0+PTX"
 
 
 def _is_toolkit_root(path: Path) -> bool:
@@ -51,7 +51,8 @@ def prepare_environment(gpu_visible: bool) -> str | None:
     """Set CUDA_HOME and a default TORCH_CUDA_ARCH_LIST; return the toolkit root.
 
     Without a visible GPU torch cannot infer the architectures (it raises an IndexError), so an
-    unset TORCH_CUDA_ARCH_LIST defaults to Ampere and Hopper.
+    unset TORCH_CUDA_ARCH_LIST defaults to Ampere and Hopper code plus Hopper PTX, which newer GPUs
+    compile just in time instead of failing with "no kernel image is available".
     """
     home = find_cuda_home()
     if home is not None:
@@ -61,13 +62,19 @@ def prepare_environment(gpu_visible: bool) -> str | None:
     return home
 
 
-def compile_flags(with_cuda: bool, openmp: bool, debug: bool = False) -> tuple[list[str], list[str]]:
+#: The CPU build of `make sanitize`: AddressSanitizer and UndefinedBehaviorSanitizer (with the float
+#: to int conversions gcc leaves out of "undefined"), stopping at the first finding.
+SANITIZE_FLAGS = ["-fsanitize=address,undefined,float-cast-overflow", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer"]
+
+
+def compile_flags(with_cuda: bool, openmp: bool, debug: bool = False, sanitize: bool = False) -> tuple[list[str], list[str]]:
     """(cxx flags, nvcc flags) shared by setup.py and the JIT build; ``openmp`` when torch uses it.
 
     Floating-point contraction is off on both sides: the CPU and CUDA kernels must round the
-    same way so that selections are bit-identical across devices.
+    same way so that selections are bit-identical across devices. ``sanitize`` adds
+    SANITIZE_FLAGS (CPU builds; the linker needs them too).
     """
-    opt = ["-O0", "-g"] if debug else ["-O3"]
+    opt = ["-O0", "-g"] if debug else ["-O1", "-g", *SANITIZE_FLAGS] if sanitize else ["-O3"]
     # -fno-trapping-math lets gcc turn the clamps of the CPU loops into vector selects; the
     # kernels never rely on floating-point exception flags.
     cxx = [*opt, "-ffp-contract=off", "-fno-trapping-math"]

@@ -14,9 +14,12 @@ from torch import Tensor
 __all__ = ["active", "all_gather_cat", "all_min"]
 
 
+_AVAILABLE = dist.is_available()  # fixed for the process; asked on every training step
+
+
 def active() -> bool:
     """True inside an initialised process group of more than one rank."""
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+    return _AVAILABLE and dist.is_initialized() and dist.get_world_size() > 1
 
 
 def _comm_device(tensor: Tensor) -> torch.device:

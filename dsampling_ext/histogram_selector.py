@@ -17,6 +17,7 @@ from torch.utils import _pytree as pytree
 from . import distributed, ops
 from ._validate import require_int, require_number, require_seed
 from .accumulate import BatchAccumulator
+from .scores import check_score_scale, scoring_forward
 from .timing import StageTimer, stage
 
 __all__ = ["LossCache", "LossHistogramSelector", "selective_batches"]
@@ -294,6 +295,7 @@ def selective_batches(
     selection_mode: str = "eval",
     device: Union[torch.device, str, None] = None,
     timer: Optional[StageTimer] = None,
+    score_scale: Optional[float] = None,
 ) -> Iterator[tuple]:
     """One epoch of the ADONIS loop: selection forwards, then full training batches.
 
@@ -310,10 +312,17 @@ def selective_batches(
     selector sees every rank's losses, and each rank yields only as many batches as every rank
     can, so DDP's steps stay matched; the rest waits in the accumulator.
 
+    The selection forward runs under ``torch.inference_mode``. It scores a whole raw batch
+    of the loader at once, so a loader batch larger than ``accumulator.batch_size`` (e.g. 512
+    raw for 128-sample training steps) makes it cheaper per sample.
+
     Args:
         device: where inputs go for the selection forward (default: where they are).
         timer: a :class:`StageTimer` that receives "selection_forward" and "select" times.
+        score_scale: downsample 4-D image inputs by this factor in (0, 1) for the selection
+            forward only (Composer's ``scale_factor``); the model must accept the smaller size.
     """
+    score_scale = check_score_scale(score_scale)
     if selection_mode not in ("eval", "train"):
         raise ValueError(f"selection_mode must be 'eval' or 'train', got {selection_mode!r}")
     if cache is None and selector.staleness > 1:
@@ -337,7 +346,7 @@ def selective_batches(
             need = cache.needs_forward(indices, epoch).cpu() if cache is not None else torch.ones(size, dtype=torch.bool)
             if bool(need.any()):
                 with stage(timer, "selection_forward"):
-                    fresh = _selection_losses(model, loss_fn, inputs, targets, need, selection_mode, device)
+                    fresh = _selection_losses(model, loss_fn, inputs, targets, need, selection_mode, device, score_scale)
                 if cache is None:
                     losses = fresh
                 else:
@@ -355,18 +364,12 @@ def selective_batches(
     yield from accumulator.end_epoch()
 
 
-def _selection_losses(model, loss_fn, inputs, targets, need: Tensor, mode: str, device) -> Tensor:
+def _selection_losses(model, loss_fn, inputs, targets, need: Tensor, mode: str, device, scale) -> Tensor:
     select_rows = (lambda t: t[need.to(t.device)]) if not bool(need.all()) else (lambda t: t)
-    x = pytree.tree_map(lambda t: select_rows(t).to(device) if device is not None else select_rows(t), inputs)
+    x = pytree.tree_map(select_rows, inputs)
     y = select_rows(targets)
     y = y.to(device) if device is not None else y
-    was_training = model.training
-    model.train(mode == "train")
-    try:
-        with torch.no_grad():
-            losses = loss_fn(model(x), y)
-    finally:
-        model.train(was_training)
+    losses = scoring_forward(model, x, device=device, mode=mode, scale=scale, score_fn=lambda out: loss_fn(out, y))
     if not isinstance(losses, Tensor) or losses.shape != y.shape[:1]:
         raise ValueError(f"loss_fn must return per-sample losses of shape [{y.shape[0]}] (reduction='none'), "
                          f"got {tuple(getattr(losses, 'shape', ()))}")

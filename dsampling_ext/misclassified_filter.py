@@ -11,17 +11,18 @@ from typing import Any, Iterable, Iterator, Optional, Union
 
 import torch
 from torch import Tensor, nn
-from torch.utils import _pytree as pytree
 
 from . import distributed, ops
-from ._validate import require_seed
+from ._validate import require_int, require_number, require_seed
 from .accumulate import BatchAccumulator
 from .sampling import IndexSubsetSampler
+from .scores import ScoreTable, TableSampler, check_score_scale, scoring_forward
 from .timing import StageTimer, stage
 
 __all__ = ["MisclassifiedFilter"]
 
 MODES = ("batch", "epoch")
+SCORES = ("forward", "training")
 OVERFLOW = ("carry", "drop")
 
 
@@ -36,7 +37,13 @@ class MisclassifiedFilter:
     which trained at most one batch per raw batch and discarded the rest.
 
     ``mode="epoch"`` (Alg. 8): :meth:`epoch_sampler` runs one no-grad pass over a loader of the
-    dataset and returns a Sampler over the kept indices for this epoch.
+    dataset and returns a Sampler over the kept indices for this epoch. With
+    ``scores="training"`` there is no such pass: the correctness comes from the training
+    forward, recorded in a :class:`~dsampling_ext.ScoreTable` (``table.record(idx, losses,
+    logits, targets)``), and ``epoch_sampler(table=table)`` returns one Sampler that re-selects
+    at each ``set_epoch``: every misclassified sample, each correct one with probability
+    ``keep_correct``, and every sample not trained for more than ``staleness`` epochs (or never),
+    so each prediction is refreshed (the ``"mismatch"`` rule of ``table_select``).
 
     Fallback (Alg. 5's fix; the thesis's loop could stall for epochs): after ``fallback_after``
     raw batches without a training batch, the next batch is completed with random samples of the
@@ -57,6 +64,16 @@ class MisclassifiedFilter:
         fallback_after: raw batches without a training batch before the random fill (default 10).
         selection_mode: run the filtering forward in "eval" (default) or "train" mode.
         seed: seed of the random fill and of the epoch sampler's shuffles.
+        scores: "forward" (default: a filtering forward, as the thesis) or "training" (epoch
+            mode only: predictions recorded from the training pass; no margin).
+        keep_correct: with scores="training", the probability a correctly classified sample is
+            kept anyway (default 0.1).
+        staleness: with scores="training", epochs a sample may go untrained before it is kept
+            again whatever its last prediction (default 3).
+        score_scale: downsample 4-D image inputs by this factor in (0, 1) for the filtering
+            forward only (the model must accept the smaller size); the forward runs under
+            torch.inference_mode, and a loader batch larger than batch_size scores more
+            samples per call.
     """
 
     def __init__(
@@ -68,6 +85,10 @@ class MisclassifiedFilter:
         fallback_after: Optional[int] = 10,
         selection_mode: str = "eval",
         seed: int = 0,
+        scores: str = "forward",
+        keep_correct: float = 0.1,
+        staleness: int = 3,
+        score_scale: Optional[float] = None,
     ):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -80,6 +101,16 @@ class MisclassifiedFilter:
         if selection_mode not in ("eval", "train"):
             raise ValueError(f"selection_mode must be 'eval' or 'train', got {selection_mode!r}")
         require_seed(seed)
+        if scores not in SCORES:
+            raise ValueError(f"scores must be one of {SCORES}, got {scores!r}")
+        if scores == "training" and mode != "epoch":
+            raise ValueError("scores='training' needs mode='epoch' (batch mode filters each raw batch with a forward)")
+        if scores == "training" and margin is not None:
+            raise ValueError("margin must be None with scores='training': the score table records argmax correctness only")
+        self.keep_correct = require_number("keep_correct", keep_correct, 0.0, 1.0)
+        self.staleness = require_int("staleness", staleness, 1)
+        self.scores = scores
+        self.score_scale = check_score_scale(score_scale)
         self.accumulator = BatchAccumulator(batch_size, leftover="carry")
         self.batch_size = batch_size
         self.mode, self.margin, self.overflow = mode, margin, overflow
@@ -92,7 +123,8 @@ class MisclassifiedFilter:
     def __repr__(self) -> str:
         return (f"MisclassifiedFilter(batch_size={self.batch_size}, mode={self.mode!r}, margin={self.margin}, "
                 f"overflow={self.overflow!r}, fallback_after={self.fallback_after}, "
-                f"selection_mode={self.selection_mode!r}, seed={self.seed})")
+                f"selection_mode={self.selection_mode!r}, seed={self.seed}, scores={self.scores!r}, "
+                f"keep_correct={self.keep_correct}, staleness={self.staleness}, score_scale={self.score_scale})")
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -108,14 +140,7 @@ class MisclassifiedFilter:
         return keep
 
     def _forward(self, model: nn.Module, inputs: Any, device) -> Tensor:
-        x = pytree.tree_map(lambda t: t.to(device), inputs) if device is not None else inputs
-        was_training = model.training
-        model.train(self.selection_mode == "train")
-        try:
-            with torch.no_grad():
-                return model(x)
-        finally:
-            model.train(was_training)
+        return scoring_forward(model, inputs, device=device, mode=self.selection_mode, scale=self.score_scale)
 
     def _random_fill(self, keep: Tensor, need: int) -> Tensor:
         """Mask of `need` random rows not in `keep` (Philox-ranked, ties to the lower index)."""
@@ -164,14 +189,30 @@ class MisclassifiedFilter:
                 self.raw_batches_waiting = 0
                 yield full
 
-    def epoch_sampler(self, model: nn.Module, loader: Iterable, device: Union[torch.device, str, None] = None) -> IndexSubsetSampler:
-        """Epochwise filtering (Alg. 8): one no-grad pass over ``loader``, a Sampler of the kept indices.
+    def epoch_sampler(self, model: Optional[nn.Module] = None, loader: Optional[Iterable] = None,
+                      device: Union[torch.device, str, None] = None, *,
+                      table: Optional[ScoreTable] = None) -> Union[IndexSubsetSampler, TableSampler]:
+        """Epochwise filtering (Alg. 8): a Sampler of the kept indices.
 
-        ``loader`` yields ``(inputs, targets, indices)``, or ``(inputs, targets)`` in dataset
-        order (then the running position is the index).
+        With scores="forward": one no-grad pass of ``model`` over ``loader``, which yields
+        ``(inputs, targets, indices)``, or ``(inputs, targets)`` in dataset order (then the
+        running position is the index); call it every epoch.
+
+        With scores="training": ``epoch_sampler(table=table)`` once; the returned sampler
+        re-selects from the table at each ``set_epoch`` (misclassified, stale and never-seen
+        samples, correct ones with probability keep_correct, at least batch_size samples while
+        the fallback is on).
         """
         if self.mode != "epoch":
             raise RuntimeError("epoch_sampler() is for mode='epoch'; use batches() in mode='batch'")
+        if self.scores == "training":
+            if table is None or model is not None or loader is not None:
+                raise TypeError("with scores='training', call epoch_sampler(table=score_table) (no model, no loader)")
+            return TableSampler(table, epochs=1, rule="mismatch", prune=1.0 - self.keep_correct, anneal=0.0,
+                                staleness=self.staleness, reweight=False,
+                                min_size=self.batch_size if self.fallback_after is not None else 0, seed=self.seed)
+        if table is not None or model is None or loader is None:
+            raise TypeError("with scores='forward', call epoch_sampler(model, loader[, device]) (no table)")
         kept, seen, size = [], 0, 0  # size: 1 + the largest dataset index seen
         for batch in loader:
             if not isinstance(batch, (tuple, list)) or len(batch) not in (2, 3):

@@ -12,7 +12,9 @@ from typing import Optional, Sequence, Union
 
 import torch
 from torch import Tensor
+from torch.cuda import is_available as _cuda_available  # a name of our own: tests patch it, not Dynamo's
 
+from ._library import load as _load_library
 from ._validate import require_int
 
 __all__ = [
@@ -25,6 +27,8 @@ __all__ = [
     "philox_uniform",
     "random_subset",
     "random_subset_",
+    "table_record_",
+    "table_select",
 ]
 
 LOSS_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
@@ -68,13 +72,18 @@ def _check_tensor(name: str, value) -> None:
         raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
 
 
+#: Whether the loaded library has CUDA kernels, decided once at import: the check below runs inside
+#: traced code, where Dynamo refuses a torch op returning an int (torch.ops.dsampling._cuda_version).
+_CUDA_KERNELS: bool = _load_library()["cuda"]
+
+
 def _check_device(op: str, name: str, device: torch.device) -> None:
     """Fail clearly when CUDA is asked for but this torch, machine or build cannot run it."""
     if device.type != "cuda":
         return
-    if not torch.cuda.is_available():
+    if not _cuda_available():
         raise RuntimeError(f"{op}: {name} is on {device} but CUDA is not available to torch {torch.__version__}")
-    if torch.ops.dsampling._cuda_version() < 0:
+    if not _CUDA_KERNELS:
         raise RuntimeError(
             f"{op}: {name} is on {device} but dsampling_ext was built without CUDA kernels; rebuild it with "
             "a CUDA build of torch and the CUDA toolkit (DSAMPLING_FORCE_CUDA=1 pip install --no-build-isolation -e .)"
@@ -114,6 +123,8 @@ def philox_uniform(
 
 def _as_int64(value: int, name: str) -> int:
     """Reinterpret an int in [-2**63, 2**64) as a signed 64-bit schema int (same bits)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
     if not -(2**63) <= value < 2**64:
         raise ValueError(f"{name} must fit in 64 bits, got {value}")
     return value - 2**64 if value >= 2**63 else value
@@ -217,7 +228,10 @@ def histogram_select(
       * ``rule="cdf"`` (Selective-Backprop): p_i = percentileofscore(H, l_i, kind="rank")/100
         raised to ``beta``, kept with probability p_i.
     Uniforms are Philox draws keyed by (``seed``, ``offset``, ``keys[i]`` or i), so CPU and CUDA
-    return identical masks and p.
+    return identical masks and p, with one exception: ``rule="cdf"`` with a ``beta`` that is not a
+    whole number up to 64 raises the percentile with ``pow``, whose last bit may differ between the
+    CPU and CUDA math libraries; the two devices then agree on p to a few ulps, and on keep except
+    for a draw that falls between the two values of p.
 
     Args:
         history (Tensor[capacity]): float32 or float64 ring buffer, 1 <= capacity <= 65536.
@@ -279,9 +293,12 @@ def argmax_mismatch(logits: Tensor, labels: Tensor, margin: Optional[float] = No
     Keeps row i iff ``argmax(logits[i]) != labels[i]`` (argmax as torch.argmax: the first
     maximum; NaN counts as the maximum). With ``margin``, also keeps a correctly classified row
     whose top-2 softmax gap p1 - p2 is ``<= margin`` (Alg. 6, soft accuracy), computed in float64
-    from a numerically stable log-sum-exp; a row holding NaN or +inf, or all -inf, has no gap
-    (as torch.softmax gives NaN there). No [B] argmax or [B, C] softmax tensor is made, and on
-    CUDA nothing synchronises with the host.
+    as (1 - exp(z2 - z1)) / sum_j exp(z_j - z1) with the sum in one fixed order on both devices;
+    a row holding NaN or +inf, or all -inf, has no gap (as torch.softmax gives NaN there). No [B]
+    argmax or [B, C] softmax tensor is made, and on CUDA nothing synchronises with the host.
+    Without a margin CPU and CUDA return identical results. With one, ``exp`` comes from each
+    device's math library, which may round the last bit differently, so the gap may differ by a
+    few ulps and a row whose gap lies that close to ``margin`` may be decided differently.
 
     Args:
         logits (Tensor[B, C]): float16, bfloat16, float32 or float64.
@@ -369,6 +386,141 @@ def random_subset(num_samples: int, size: int, seed: int = 0, offset: int = 0,
     return random_subset_(perm, size, seed, offset)[:size].clone()
 
 
+TABLE_RULES = {"mean": 0, "pmf": 1, "percentile": 2, "mismatch": 3}
+#: Rules whose kept candidates get weight 1/q by default (their q is 1 - prune: bounded weights).
+REWEIGHT_DEFAULT = {"mean": True, "pmf": True, "percentile": False, "mismatch": False}
+
+
+def _bin_rule(bins: Union[int, str], high: int) -> tuple[int, int]:
+    """(bin_rule id, fixed count) of a ``bins`` argument: a rule name or an int in [1, high]."""
+    if isinstance(bins, str):
+        return _choice("bins", bins, BIN_RULES), 1
+    if isinstance(bins, bool) or not isinstance(bins, int) or not 1 <= bins <= high:
+        raise ValueError(f"bins must be an int in [1, {high}] or one of {sorted(BIN_RULES)}, got {bins!r}")
+    return 0, bins
+
+
+def table_select(
+    scores: Tensor,
+    seen_epoch: Tensor,
+    epoch: int,
+    rule: str = "mean",
+    *,
+    prune: float = 0.5,
+    staleness: int = 3,
+    bins: Union[int, str] = "sturges",
+    threshold: float = 0.1,
+    beta: float = 2.0,
+    reweight: Optional[bool] = None,
+    seed: int = 0,
+    offset: int = 0,
+) -> tuple[Tensor, Tensor]:
+    """One epoch's training set from a per-sample score table, in one call (SPEC section 8).
+
+    Every index i is either forced (never scored: ``seen_epoch[i] < 0``; not trained for more
+    than ``staleness`` epochs: ``epoch - seen_epoch[i] > staleness``; for "mismatch", of unknown
+    correctness), and then kept with weight 1, or judged by the rule over the scored entries:
+
+    * ``"mean"`` (InfoBatch, Qin et al. 2024): a candidate iff its score is below the mean of the
+      scored entries (summed in a fixed order, so CPU and CUDA agree to the bit);
+    * ``"pmf"`` (ADONIS's rule): the scored entries' numpy.histogram (float64, ``bins`` rule on
+      their number); a candidate iff its bin holds more than ``threshold`` of them;
+    * ``"percentile"`` (Selective-Backprop): every scored index is a candidate, kept with
+      probability q = percentile**beta, percentile = (#(< s) + #(<= s) + [#(< s) < #(<= s)]) / 2n;
+    * ``"mismatch"`` (the misclassified filter): ``scores`` is int8 correctness (1 right,
+      0 wrong, -1 unknown); a right one is a candidate.
+
+    A candidate is kept with probability q = 1 - ``prune`` (percentile: its own q) when
+    u_i < q, u_i = ``philox_uniform(N, seed, offset)[i]``; with ``reweight`` a kept candidate's
+    weight is 1/q, so that the expected weighted loss over the epoch is the full-data one.
+
+    Args:
+        scores (Tensor[N]): float32/float64 per-sample scores (int8 correctness for "mismatch").
+        seen_epoch (Tensor[N]): int32 epoch each score was recorded in, -1 for none.
+        epoch: the epoch being selected (>= 0).
+        rule: "mean", "pmf", "percentile" or "mismatch".
+        prune: share of the candidates dropped, in [0, 1] (not used by "percentile"; 1 drops
+            every candidate, which needs ``reweight=False``).
+        staleness: epochs an index may go untrained before it is forced back, >= 1.
+        bins, threshold: the "pmf" histogram's bin rule (or count) and PMF threshold in [0, 1).
+        beta: the "percentile" exponent (> 0).
+        reweight: weights 1/q for kept candidates (default: on for "mean" and "pmf", off for
+            the others; "percentile" refuses it, its 1/q being unbounded).
+        seed, offset: the Philox key and counter offset (use the epoch as offset).
+
+    Returns:
+        (indices, weights): Tensor[M] int64 kept indices in increasing order, Tensor[M] float32.
+        On CUDA the size M is read back once (one host sync per call; "pmf" and "percentile"
+        also read the number of scored entries).
+    """
+    _check_tensor("scores", scores)
+    _check_tensor("seen_epoch", seen_epoch)
+    _check_device("table_select", "scores", scores.device)
+    rule_id = _choice("rule", rule, TABLE_RULES)
+    require_int("epoch", epoch, 0)
+    require_int("staleness", staleness, 1)
+    if isinstance(prune, bool) or not isinstance(prune, (int, float)) or not 0.0 <= prune <= 1.0:
+        raise ValueError(f"prune must be a number in [0, 1], got {prune!r}")
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0.0 <= threshold < 1.0:
+        raise ValueError(f"threshold must be a number in [0, 1) (a PMF threshold of 1 or more selects nothing), "
+                         f"got {threshold!r}")
+    if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not 0.0 < beta < math.inf:
+        raise ValueError(f"beta must be a finite number > 0, got {beta!r}")
+    if reweight is None:
+        reweight = REWEIGHT_DEFAULT[rule]
+    elif not isinstance(reweight, bool):
+        raise TypeError(f"reweight must be a bool or None, got {type(reweight).__name__}")
+    if reweight and prune == 1.0 and rule != "percentile":
+        raise ValueError("reweight must be False with prune=1.0 (a kept candidate's weight would be 1/(1 - prune))")
+    if reweight and rule == "percentile":
+        raise ValueError("reweight must be False for rule='percentile': its keep probabilities reach 1/(2N)**beta, "
+                         "so 1/q weights are unbounded")
+    bin_rule, fixed = _bin_rule(bins, 65536)
+    return torch.ops.dsampling.table_select.default(
+        scores, seen_epoch, epoch, rule_id, float(prune), staleness, bin_rule, fixed, float(threshold), float(beta),
+        reweight, _as_int64(seed, "seed"), _as_int64(offset, "offset"),
+    )
+
+
+def table_record_(
+    scores: Tensor,
+    correct: Tensor,
+    seen_epoch: Tensor,
+    indices: Tensor,
+    losses: Tensor,
+    epoch: int,
+    logits: Optional[Tensor] = None,
+    targets: Optional[Tensor] = None,
+) -> None:
+    """Write one step's per-sample losses into a score table, in place (no host sync).
+
+    ``scores[indices] = losses``, ``seen_epoch[indices] = epoch`` and, given ``logits`` and
+    ``targets``, ``correct[indices] = (argmax(logits) == targets)`` (torch.argmax's rule: first
+    maximum, NaN wins). An index given twice keeps its last record on the CPU (one of them on
+    CUDA).
+
+    Args:
+        scores (Tensor[N]): float32/float64 table of losses.  correct (Tensor[N]): int8.
+        seen_epoch (Tensor[N]): int32.
+        indices (Tensor[B]): int64/int32 dataset indices in [0, N).
+        losses (Tensor[B]): finite per-sample losses, any float dtype (stored in the dtype of
+            ``scores``).
+        epoch: the epoch being trained, >= 0.
+        logits (Tensor[B, C], optional), targets (Tensor[B], optional): int64/int32 in [0, C).
+
+    Raises:
+        RuntimeError naming the argument for indices or targets out of range and non-finite
+        losses (on the CPU; on CUDA a bad index or target trips a device assertion and a
+        non-finite loss leaves its entry unchanged, since raising would need a host sync).
+    """
+    for name, value in (("scores", scores), ("correct", correct), ("seen_epoch", seen_epoch), ("indices", indices),
+                        ("losses", losses)):
+        _check_tensor(name, value)
+    _check_device("table_record_", "scores", scores.device)
+    require_int("epoch", epoch, 0)
+    torch.ops.dsampling.table_record_.default(scores, correct, seen_epoch, indices, losses, epoch, logits, targets)
+
+
 # ----------------------------------------------------------------------------- fake kernels
 
 
@@ -452,3 +604,44 @@ def _partition_resample_fake(perm: Tensor, size: int, k: int, seed: int, offset:
 def _random_subset_fake(perm: Tensor, size: int, seed: int, offset: int) -> None:
     torch._check(perm.dtype == torch.int64 and perm.dim() == 1,
                  lambda: f"random_subset_: perm must be a contiguous 1-D int64 tensor, got {perm.dtype}")
+
+
+def _table_tensors_fake(op: str, scores: Tensor, seen_epoch: Tensor, correctness: bool) -> None:
+    if correctness:
+        torch._check(scores.dtype == torch.int8, lambda: f"{op}scores must be int8 correctness (1 right, 0 wrong, "
+                     f"-1 unknown) for the mismatch rule, got {scores.dtype}")
+    else:
+        torch._check(scores.dtype in (torch.float32, torch.float64),
+                     lambda: f"{op}scores must be float32 or float64, got {scores.dtype}")
+    torch._check(scores.dim() == 1, lambda: f"{op}scores must be a contiguous 1-D tensor, got shape {tuple(scores.shape)}")
+    torch._check(seen_epoch.dtype == torch.int32 and seen_epoch.shape == scores.shape,
+                 lambda: f"{op}seen_epoch must be a contiguous int32 tensor of shape [{scores.numel()}], got "
+                         f"{seen_epoch.dtype} {tuple(seen_epoch.shape)}")
+
+
+@torch.library.register_fake("dsampling::table_select")
+def _table_select_fake(scores, seen_epoch, epoch, rule, prune, staleness, bin_rule, bins, threshold, beta, reweight,
+                       seed, offset):
+    op = "table_select: "
+    torch._check(0 <= rule <= 3, lambda: f"{op}rule must be 0 (mean), 1 (pmf), 2 (percentile) or 3 (mismatch), got {rule}")
+    _table_tensors_fake(op, scores, seen_epoch, rule == 3)
+    torch._check(0 <= prune <= 1, lambda: f"{op}prune must be in [0, 1], got {prune}")
+    torch._check(staleness >= 1, lambda: f"{op}staleness must be in [1, 2**31 - 1], got {staleness}")
+    torch._check(0 <= threshold < 1, lambda: f"{op}threshold must be in [0, 1) (a PMF threshold of 1 or more selects "
+                                             f"nothing), got {threshold}")
+    torch._check(not (reweight and rule == 2), lambda: f"{op}reweight must be false for rule 2 (percentile)")
+    kept = torch.library.get_ctx().new_dynamic_size()
+    return scores.new_empty(kept, dtype=torch.int64), scores.new_empty(kept, dtype=torch.float32)
+
+
+@torch.library.register_fake("dsampling::table_record_")
+def _table_record_fake(scores, correct, seen_epoch, indices, losses, epoch, logits=None, targets=None) -> None:
+    op = "table_record_: "
+    _table_tensors_fake(op, scores, seen_epoch, False)
+    torch._check(correct.dtype == torch.int8 and correct.shape == scores.shape,
+                 lambda: f"{op}correct must be a contiguous int8 tensor of shape [{scores.numel()}]")
+    torch._check(indices.dtype in (torch.int64, torch.int32), lambda: f"{op}indices must be int64 or int32, got {indices.dtype}")
+    torch._check(losses.dim() == 1 and losses.shape == indices.shape,
+                 lambda: f"{op}losses must have shape [{indices.numel()}] (one per index; reduction='none'), got "
+                         f"{tuple(losses.shape)}")
+    torch._check((logits is None) == (targets is None), lambda: f"{op}logits and targets must be given together")

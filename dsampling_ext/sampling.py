@@ -9,11 +9,11 @@ from typing import Iterator, Optional
 import torch
 import torch.distributed as dist
 from torch import Tensor
-from torch.utils.data import Sampler
+from torch.utils.data import Dataset, Sampler
 
 from ._validate import require_int
 
-__all__ = ["IndexSubsetSampler", "resolve_replicas", "shard"]
+__all__ = ["IndexSubsetSampler", "IndexedDataset", "resolve_replicas", "shard"]
 
 
 def resolve_replicas(num_replicas: Optional[int], rank: Optional[int]) -> tuple[int, int]:
@@ -80,3 +80,36 @@ class IndexSubsetSampler(Sampler[int]):
             g = torch.Generator().manual_seed(hash((self.seed, self.epoch)) & (2**63 - 1))
             order = order[torch.randperm(len(order), generator=g)]
         return iter(shard(order, self.num_replicas, self.rank).tolist())
+
+
+class IndexedDataset(Dataset):
+    """Wrap a map-style dataset so that each item also carries its dataset index.
+
+    An item ``(x, y)`` (any tuple or list) becomes ``(x, y, index)``; a dict gets the key
+    ``index_key``; anything else ``(item, index)``. The default collate then yields batches
+    ``(inputs, targets, indices)``, which every loader-consuming API of the library accepts,
+    and the index is always the true dataset index, however the loader shuffles.
+
+    Args:
+        dataset: any map-style dataset (``__getitem__`` and ``__len__``).
+        index_key: the key added to dict items (default "index").
+    """
+
+    def __init__(self, dataset, index_key: str = "index"):
+        if not hasattr(dataset, "__getitem__") or not hasattr(dataset, "__len__"):
+            raise TypeError(f"dataset must be a map-style dataset (with __getitem__ and __len__), got "
+                            f"{type(dataset).__name__}")
+        self.dataset, self.index_key = dataset, index_key
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int):
+        item = self.dataset[index]
+        if isinstance(item, dict):
+            if self.index_key in item:
+                raise ValueError(f"the dataset's items already hold the key {self.index_key!r}; pass another index_key")
+            return {**item, self.index_key: index}
+        if isinstance(item, (tuple, list)):
+            return (*item, index)
+        return item, index

@@ -193,7 +193,7 @@ def argmax_mismatch_reference(logits: torch.Tensor, labels: torch.Tensor, margin
 
 
 def element_below(seed: int, offset: int, i: int, pair: int, m: int) -> int:
-    """Reference of philox::element_below: 64-bit word pair `pair` of block i, times m, high 64 bits."""
+    """scale_below(element_bits(seed, offset, i, pair), m) of philox.h: word pair `pair` of block i, times m, high 64 bits."""
     seed, offset = seed % 2**64, offset % 2**64
     counter = np.array([[i & 0xFFFFFFFF, i >> 32, offset & 0xFFFFFFFF, offset >> 32]], dtype=np.uint64)
     w = philox4x32_10(counter, seed & 0xFFFFFFFF, seed >> 32)[0]
@@ -215,3 +215,89 @@ def partition_resample_reference(perm: list, size: int, k: int, seed: int, offse
     partial_shuffle(b, k, seed, offset, 1)
     a[:k], b[:k] = b[:k], a[:k]
     return a + b
+
+
+def ordered_table_sum(values: torch.Tensor, tile: int = 4096, lanes: int = 256) -> torch.Tensor:
+    """Sum in the order of csrc/common/table.h: each tile of `tile` values in the lane/tree
+    order, then the tile sums in that order again."""
+    n = values.numel()
+    tiles = max(1, (n + tile - 1) // tile)
+    padded = torch.zeros(tiles * tile, dtype=torch.float64)
+    padded[:n] = values.double()
+    rows = padded.view(tiles, tile // lanes, lanes)
+    partial = torch.zeros(tiles, lanes, dtype=torch.float64)
+    for r in range(tile // lanes):
+        partial = partial + rows[:, r, :]
+    s = lanes // 2
+    while s:
+        partial = partial[:, :s] + partial[:, s : 2 * s]
+        s //= 2
+    return lane_tree_sum(partial[:, 0], lanes)
+
+
+def sturges_bins(n: int) -> int:
+    """ceil(log2 n) + 1, from the float definition (exact for the sizes the tests use)."""
+    return math.ceil(math.log2(n)) + 1 if n > 1 else 1
+
+
+def table_select_reference(scores, seen_epoch, epoch, rule="mean", prune=0.5, staleness=3, bins="sturges",
+                           threshold=0.1, beta=2.0, reweight=None, seed=0, offset=0):
+    """SPEC section 8's selection, step by step in torch/numpy: (kept indices, weights)."""
+    if reweight is None:
+        reweight = rule in ("mean", "pmf")
+    n = scores.numel()
+    seen = seen_epoch.long()
+    forced = (seen < 0) | (epoch - seen > staleness)
+    scored = seen >= 0
+    u = torch.from_numpy(philox_uniform(n, seed, offset)).double()
+    q = torch.full((n,), 1.0 - prune, dtype=torch.float64)
+    if rule == "mismatch":
+        candidate = scores == 1
+    else:
+        s = scores.double()
+        values = s[scored]
+        if rule == "mean":
+            mean = ordered_table_sum(torch.where(scored, s, torch.zeros_like(s))) / max(values.numel(), 1)
+            candidate = s < mean
+        elif rule == "pmf":
+            candidate = torch.zeros(n, dtype=torch.bool)
+            if values.numel():
+                k = sturges_bins(values.numel()) if bins == "sturges" else bins
+                counts, edges = np.histogram(values.numpy(), bins=k)
+                dense = torch.from_numpy(counts / values.numel() > threshold)
+                b = bin_of(s, torch.from_numpy(edges))
+                candidate = (b >= 0) & dense[b.clamp_min(0)]
+        else:
+            ordered = values.sort().values
+            left = torch.searchsorted(ordered, s, right=False)
+            right = torch.searchsorted(ordered, s, right=True)
+            pct = (left + right + (left < right).long()).double() / (2.0 * max(values.numel(), 1))
+            if float(beta).is_integer():
+                q = torch.ones_like(pct)
+                for _ in range(int(beta)):
+                    q = q * pct
+            else:
+                q = pct**beta
+            candidate = torch.ones(n, dtype=torch.bool)
+    candidate = candidate & ~forced
+    keep = ~candidate | (u < q)
+    weights = torch.where(candidate & torch.tensor(reweight), (1.0 / q).float(), torch.ones(n))
+    kept = keep.nonzero().flatten()
+    return kept, weights[kept]
+
+
+def table_record_reference(n, records):
+    """The table after replaying records [(indices, losses, logits or None, targets, epoch)] in
+    order, each index keeping its last record: (scores float64, correct int8, seen_epoch int32)."""
+    scores = [0.0] * n
+    correct = [-1] * n
+    seen = [-1] * n
+    for indices, losses, logits, targets, epoch in records:
+        right = None if logits is None else (logits.argmax(1) == targets).tolist()
+        for r, i in enumerate(indices.tolist()):
+            scores[i] = float(losses[r])
+            seen[i] = epoch
+            if right is not None:
+                correct[i] = int(right[r])
+    return (torch.tensor(scores, dtype=torch.float64), torch.tensor(correct, dtype=torch.int8),
+            torch.tensor(seen, dtype=torch.int32))

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -25,11 +26,20 @@ def test_build_info_reports_the_loaded_library():
         assert "site-packages" in Path(info["library"]).parts  # the installed CUDA build, not the checkout's
 
 
-def test_every_op_has_a_cpu_kernel():
-    for name in ("philox_fill_uniform_", "_philox4x32_10", "loss_histogram"):
-        assert torch._C._dispatch_has_kernel_for_dispatch_key(f"dsampling::{name}", "CPU"), name
-        if dsampling_ext.build_info()["cuda"]:
-            assert torch._C._dispatch_has_kernel_for_dispatch_key(f"dsampling::{name}", "CUDA"), name
+def _schema_names() -> list[str]:
+    """Every op csrc/ops.cpp defines (m.def("name(...) -> ..." or m.def("name", &fn))."""
+    names = re.findall(r'm\.def\(\s*"([A-Za-z_][A-Za-z0-9_]*)', (REPO / "csrc" / "ops.cpp").read_text())
+    assert len(names) >= 8 and len(set(names)) == len(names), names
+    return names
+
+
+@pytest.mark.parametrize("name", _schema_names())
+def test_every_op_has_a_kernel_for_each_built_device(name):
+    # The computed dispatch table: a kernel registered for the key, or a composite one covering it.
+    has = lambda key: torch._C._dispatch_has_computed_kernel_for_dispatch_key(f"dsampling::{name}", key)  # noqa: E731
+    assert has("CPU"), f"dsampling::{name} has no CPU kernel"
+    if os.environ.get("DSAMPLING_EXPECT_CUDA_BUILD") == "1" or dsampling_ext.build_info()["cuda"]:
+        assert has("CUDA"), f"dsampling::{name} has no CUDA kernel"
 
 
 JIT_SCRIPT = """
@@ -62,3 +72,42 @@ def test_jit_build_path_builds_loads_and_says_so():
 def test_cuda_request_without_a_gpu_raises_cleanly():
     with pytest.raises(RuntimeError, match="philox_uniform: device is on cuda but CUDA is not available"):
         dsampling_ext.philox_uniform(8, 0, 0, device="cuda")
+
+
+def test_cuda_device_check_traces_under_fullgraph(monkeypatch):
+    # The check's CUDA path, as a machine with a GPU and a CUDA build takes it, must trace: torch
+    # ops that return a non-tensor (an int) stop Dynamo, so the check reads a Python constant.
+    from dsampling_ext import ops
+
+    monkeypatch.setattr(ops, "_cuda_available", lambda: True)  # not torch.cuda's: Dynamo itself asks it
+    monkeypatch.setattr(ops, "_CUDA_KERNELS", True)
+    torch._dynamo.reset()
+    check = torch.compile(lambda x: (ops._check_device("loss_histogram", "values", torch.device("cuda")), x + 1)[1],
+                          fullgraph=True, backend="eager")
+    assert torch.equal(check(torch.zeros(2)), torch.ones(2))
+
+
+def test_cuda_request_to_a_cpu_only_build_raises_cleanly(monkeypatch):
+    from dsampling_ext import ops
+
+    monkeypatch.setattr(ops, "_cuda_available", lambda: True)
+    monkeypatch.setattr(ops, "_CUDA_KERNELS", False)
+    with pytest.raises(RuntimeError, match="loss_histogram: values is on cuda but dsampling_ext was built without CUDA"):
+        ops._check_device("loss_histogram", "values", torch.device("cuda"))
+
+
+def test_default_arch_list_adds_ptx_for_newer_gpus(monkeypatch):
+    from dsampling_ext import _cuda_env
+
+    monkeypatch.delenv("TORCH_CUDA_ARCH_LIST", raising=False)
+    monkeypatch.setenv("CUDA_HOME", os.environ.get("CUDA_HOME", ""))  # restored after the test
+    _cuda_env.prepare_environment(gpu_visible=False)
+    assert os.environ["TORCH_CUDA_ARCH_LIST"] == "8.0;9.0+PTX"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks what make gpu-check says without a GPU")
+def test_gpu_check_fails_clearly_without_a_gpu(tmp_path):
+    result = subprocess.run([sys.executable, str(REPO / "benchmarks" / "gpu_check.py"), "--out", str(tmp_path)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and "no CUDA GPU is visible" in result.stderr, result.stderr
+    assert not list(tmp_path.iterdir())

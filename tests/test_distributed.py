@@ -15,7 +15,9 @@ from dsampling_ext import (
     DynamicPartitionSampler,
     LossHistogramSelector,
     MisclassifiedFilter,
+    PruningSampler,
     RandomSubsetSampler,
+    ScoreTable,
     selective_batches,
 )
 
@@ -93,6 +95,38 @@ def check_lockstep(rank):
         list(selective_batches(loader, model, nn.CrossEntropyLoss(reduction="none"), sel, BatchAccumulator(32, "flush")))
 
 
+def check_score_table(rank):
+    """Each rank records the losses of its own shard; at every epoch all ranks hold one table and
+    make one selection, and their shards partition it."""
+    n = 500
+    table = ScoreTable(n)
+    sampler = PruningSampler(table, epochs=4, prune=0.5, anneal=0.25, seed=5)
+    filt = MisclassifiedFilter(16, mode="epoch", scores="training", keep_correct=0.2).epoch_sampler(table=table)
+    g = torch.Generator().manual_seed(rank)
+    for epoch in range(4):
+        sampler.set_epoch(epoch)
+        filt.set_epoch(epoch)
+        mine = list(sampler)
+        shards = gather_objects(mine)
+        kept = sampler.indices.tolist()
+        assert gather_objects(kept)[0] == gather_objects(kept)[1]
+        assert sorted(set(shards[0]) | set(shards[1])) == kept and len(shards[0]) == len(shards[1])
+        assert gather_objects(filt.indices.tolist())[0] == filt.indices.tolist()
+        tables = gather_objects((table.scores.tolist(), table.seen_epoch.tolist(), table.correct.tolist()))
+        assert tables[0] == tables[1]
+        if epoch in (1, 2):
+            assert len(kept) < n  # the other rank's records arrived: the epoch was pruned
+        else:
+            assert len(kept) == n  # nothing scored yet; the annealed last epoch
+        for start in range(0, len(mine), 32):  # this rank trains its shard: different losses per rank
+            idx = torch.tensor(mine[start : start + 32])
+            logits = torch.randn(len(idx), 3, generator=g)
+            table.record(idx, torch.rand(len(idx), generator=g), logits, torch.randint(0, 3, (len(idx),), generator=g))
+    table.sync()
+    tables = gather_objects((table.scores.tolist(), table.seen_epoch.tolist()))
+    assert tables[0] == tables[1]
+
+
 def worker(rank, init_file):
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD,
                             timeout=datetime.timedelta(seconds=60))
@@ -101,6 +135,7 @@ def worker(rank, init_file):
         check_samplers(rank)
         check_histogram_selector(rank)
         check_lockstep(rank)
+        check_score_table(rank)
         dist.barrier()
     finally:
         dist.destroy_process_group()

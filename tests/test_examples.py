@@ -60,3 +60,17 @@ def test_dynamic_training_example(capsys, monkeypatch):
     assert all(r.split()[-1] in ("type1", "type2", "keep") for r in rows)
     control = lines[lines.index("random subset") + 2 : lines.index("random subset") + 5]
     assert [int(r.split()[1]) for r in control] == [200, 200, 200]
+
+
+def test_pruning_example(capsys, monkeypatch):
+    out = run_example("pruning_example.py", ["--epochs", "4", "--train-size", "512", "--test-size", "128", "--batch", "64"],
+                      capsys, monkeypatch)
+    lines = out.splitlines()
+    uniform = [r.split() for r in lines[lines.index("uniform") + 2 : lines.index("uniform") + 6]]
+    pruning = [r.split() for r in lines[lines.index("pruning") + 2 : lines.index("pruning") + 6]]
+    assert [int(r[1]) for r in uniform] == [512] * 4
+    trained = [int(r[1]) for r in pruning]
+    assert trained[0] == 512 and trained[3] == 512  # nothing scored yet; the annealed last epoch (12.5% of 4 -> 1)
+    assert all(t < 512 for t in trained[1:3])  # pruned in between
+    assert [int(r[2]) for r in pruning] == [-(-t // 64) for t in trained]  # len(loader) known at the epoch's start
+    assert float(uniform[-1][4]) == 0.0 and float(pruning[-1][4]) == 0.0  # both schedules end at lr 0

@@ -124,23 +124,49 @@ def test_time_to_target_and_summary():
     rows = {r["method"]: r for r in summarize(runs, Config(target_drop=0.005))}
     assert rows["adonis"]["speedup"] == pytest.approx(4.0) and rows["uniform"]["speedup"] == pytest.approx(1.0)
     assert rows["adonis"]["selection_share"] == pytest.approx(0.1) and rows["adonis"]["budget"] == 0.5
+    assert rows["adonis"]["time_ratio"] == pytest.approx(0.75) and rows["adonis"]["accuracy_delta"] == pytest.approx(0.01)
+    assert rows["uniform"]["run_share_at_target"] == pytest.approx(1.0)  # uniform reached it at its last evaluation
     never = dict(runs[1], evals=[dict(train_seconds=0.0, accuracy=0.1)])
     row = summarize([runs[0], dict(never, method="misclassified")], Config())[1]
     assert row["speedup"] == 0.0 and row["median_time_to_target"] is None
 
 
+def test_goal_needs_speed_accuracy_and_a_beaten_control():
+    def run(method, final, t_target, train, controls=None):
+        return dict(method=method, seed=0, budget=0.5, final_accuracy=final, best_accuracy=final, train_seconds=train,
+                    eval_seconds=0.0, forward_samples=1, backward_samples=50, stages={}, epochs=1, train_size=100,
+                    controls=controls, evals=[dict(train_seconds=0.0, accuracy=0.0), dict(train_seconds=t_target, accuracy=final)])
+    uniform = run("uniform", 0.90, 4.0, 4.0)
+    fast = run("pruning", 0.898, 2.0, 2.0)  # 2x, -0.2 pp
+    control = run("random_subset", 0.897, 2.5, 2.5, controls="pruning")  # slower and less accurate
+    rows = {r["method"]: r for r in summarize([uniform, fast, control], Config(target_drop=0.005))}
+    assert rows["pruning"]["beats_control"] and rows["pruning"]["meets_goal"]
+    better_control = run("random_subset", 0.899, 1.9, 1.9, controls="pruning")
+    rows = {r["method"]: r for r in summarize([uniform, fast, better_control], Config(target_drop=0.005))}
+    assert rows["pruning"]["beats_control"] is False and not rows["pruning"]["meets_goal"]
+    lossy = run("pruning", 0.89, 1.0, 1.0)  # fast, but 1 pp below uniform
+    rows = {r["method"]: r for r in summarize([uniform, lossy, control], Config(target_drop=0.005))}
+    assert not rows["pruning"]["meets_goal"]
+
+
 def test_smoke_comparison_writes_table_json_and_plots(tmp_path, capsys):
     code = main(["--dataset", "synthetic", "--size", "400", "--image-shape", "1,12,12", "--epochs", "2", "--seeds", "1",
-                 "--methods", "uniform,adonis", "--batch-size", "32", "--out", str(tmp_path), "--no-progress"])
+                 "--methods", "uniform,adonis,pruning", "--anneal", "0", "--batch-size", "32", "--out", str(tmp_path),
+                 "--no-progress"])
     assert code == 0
     out = capsys.readouterr().out
     assert "uniform" in out and "adonis" in out and "random_subset ~ adonis" in out and "speed-up" in out
+    assert "random_subset ~ pruning" in out and "first reaches the target after" in out and "Goal (" in out
+    assert "±" not in out  # one seed: no spread
     result = json.loads((tmp_path / "results.json").read_text())
     methods = [r["method"] for r in result["runs"]]
-    assert methods == ["uniform", "adonis", "random_subset"]
+    assert methods == ["uniform", "adonis", "pruning", "random_subset", "random_subset"]
+    pruning = result["runs"][2]
+    assert 361 < pruning["backward_samples"] < 2 * 361  # epoch 0 trains everything, epoch 1 is pruned
+    assert pruning["forward_samples"] == pruning["backward_samples"]  # no scoring forward
     adonis = result["runs"][1]
     assert adonis["backward_samples"] < 2 * 360 and adonis["forward_samples"] > adonis["backward_samples"]
-    control = result["runs"][2]
+    control = next(r for r in result["runs"] if r.get("controls") == "adonis")
     assert control["budget"] == pytest.approx(adonis["backward_samples"] / (2 * 360), abs=0.006)
     assert (tmp_path / "accuracy_vs_time.png").stat().st_size > 10_000
     assert (tmp_path / "adonis_histograms.png").is_file()

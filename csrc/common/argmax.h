@@ -2,52 +2,87 @@
 // CUDA kernels of argmax_mismatch.
 //
 // argmax: the first index of the maximum; NaN counts as larger than any number (the first NaN
-// wins), as in torch.argmax. The gap p1 - p2 between the two largest softmax probabilities is
-// (1 - exp(z2 - z1)) / sum_j exp(z_j - z1) in float64, from an online log-sum-exp (one pass):
-// NaN when the row holds NaN or +inf, or is all -inf, as torch.softmax gives.
+// wins), as in torch.argmax. A RowState holds the best value, its index and the runner-up; merge
+// combines the states of two disjoint parts of a row, so the result is the same whatever the
+// split and the order of the merges (the CUDA kernel gives each row a group of lanes).
+//
+// The gap p1 - p2 between the two largest softmax probabilities is
+// (1 - exp(z2 - z1)) / sum_j exp(z_j - z1) in float64, NaN when the row holds NaN or +inf, or is
+// all -inf, as torch.softmax gives. The sum runs in one order on both devices: group_width(C) = G
+// lanes, lane t adding the terms j = t, t + G, ... in turn, then a tree over the lanes (lane
+// t += lane t + s for s = G/2, ..., 1), which is how the CUDA kernel's G threads of a row add.
+// exp itself comes from each device's math library, which may round differently in the last bit.
 #pragma once
 
 #include <cmath>
 #include <cstdint>
 
 #include "common/macros.h"
+#include "common/rounding.h"
 
 namespace dsampling {
 namespace argmax {
 
+constexpr int kMaxGroup = 32;
+
 DS_INLINE bool beats(double a, double b) { return a > b || (a != a && b == b); }
 
 struct RowState {
-  double best, second, scaled_sum;  // scaled_sum = sum_j exp(z_j - best) (only with a margin)
-  int64_t best_index;
+  double best, second;
+  int64_t best_index;  // -1: no element yet
 };
 
-DS_INLINE RowState start(double z0) { return {z0, -INFINITY, 1.0, 0}; }
+DS_INLINE RowState empty() { return {-INFINITY, -INFINITY, -1}; }
 
-template <bool kGap>
+// The state of a row's first element, z0 at index 0.
+DS_INLINE RowState start(double z0) { return {z0, -INFINITY, 0}; }
+
+// Add element z with index j, larger than every index already in s.
 DS_INLINE void update(RowState& s, double z, int64_t j) {
-  if (beats(z, s.best)) {
-    if (kGap) s.scaled_sum = s.scaled_sum * exp(s.best - z) + 1.0;
+  if (s.best_index < 0 || beats(z, s.best)) {
     s.second = s.best;
     s.best = z;
     s.best_index = j;
-  } else {
-    if (kGap) s.scaled_sum += z == s.best ? 1.0 : exp(z - s.best);  // -inf == -inf counts as a tie
-    if (beats(z, s.second)) s.second = z;
+  } else if (beats(z, s.second)) {
+    s.second = z;
   }
 }
 
-// Softmax probability gap between the top two classes (NaN as described above).
-DS_INLINE double top2_gap(const RowState& s) {
-  if (s.best != s.best || s.best == INFINITY || s.best == -INFINITY) return NAN;
-  return (1.0 - exp(s.second - s.best)) / s.scaled_sum;
+// The state of the union of two disjoint parts of a row; symmetric in a and b.
+DS_INLINE RowState merge(const RowState& a, const RowState& b) {
+  if (b.best_index < 0) return a;
+  if (a.best_index < 0) return b;
+  const bool b_first = beats(b.best, a.best) || (!beats(a.best, b.best) && b.best_index < a.best_index);
+  const RowState& w = b_first ? b : a;
+  const RowState& l = b_first ? a : b;  // l.second never beats l.best
+  return {w.best, beats(l.best, w.second) ? l.best : w.second, w.best_index};
 }
 
-// Keep the sample: misclassified, or (with a margin) correct but within `margin` of the runner-up.
+// Lanes per row: a power of two, about C / 4 (each lane reads a few elements), at most 32.
+DS_INLINE int group_width(int64_t classes) {
+  int g = 1;
+  while (g < kMaxGroup && 4 * static_cast<int64_t>(g) < classes) g <<= 1;
+  return g;
+}
+
+// Whether the row has a gap (its maximum is finite, so it holds no NaN and no +inf).
+DS_INLINE bool has_gap(const RowState& s) { return s.best == s.best && s.best != INFINITY && s.best != -INFINITY; }
+
+// Whether the gap decides the sample: correctly classified, and a margin asked for.
 template <bool kGap>
-DS_INLINE bool keep(const RowState& s, int64_t label, double margin) {
+DS_INLINE bool needs_gap(const RowState& s, int64_t label) {
+  return kGap && s.best_index == label && has_gap(s);
+}
+
+// One term of the softmax denominator, scaled by the maximum.
+DS_INLINE double scaled_term(double z, double best) { return exp(sub_rn(z, best)); }
+
+// Keep the sample: misclassified, or (with a margin) correct but within `margin` of the
+// runner-up; scaled_sum is the lane-ordered sum of scaled_term over the row when needs_gap.
+template <bool kGap>
+DS_INLINE bool keep(const RowState& s, int64_t label, double margin, double scaled_sum) {
   if (s.best_index != label) return true;
-  return kGap && top2_gap(s) <= margin;
+  return needs_gap<kGap>(s, label) && div_rn(sub_rn(1.0, exp(sub_rn(s.second, s.best))), scaled_sum) <= margin;
 }
 
 }  // namespace argmax

@@ -130,5 +130,88 @@ inline void random_subset(const at::Tensor& perm, int64_t size) {
   TORCH_CHECK(size >= 0 && size <= perm.numel(), op, "size must be in [0, ", perm.numel(), "], got ", size);
 }
 
+// The score table: scores [N] (float32/float64, or int8 correctness for the mismatch rule) and
+// seen_epoch [N] int32, contiguous, on one device.
+inline void table_tensors(const char* op, const at::Tensor& scores, const at::Tensor& seen_epoch, bool correctness) {
+  if (correctness) {
+    TORCH_CHECK(scores.scalar_type() == at::kChar, op, "scores must be int8 correctness (1 right, 0 wrong, -1 unknown) "
+                "for the mismatch rule, got ", scores.scalar_type());
+  } else {
+    TORCH_CHECK(scores.scalar_type() == at::kFloat || scores.scalar_type() == at::kDouble, op,
+                "scores must be float32 or float64, got ", scores.scalar_type());
+  }
+  TORCH_CHECK(scores.dim() == 1 && scores.is_contiguous(), op, "scores must be a contiguous 1-D tensor, got shape ",
+              scores.sizes());
+  TORCH_CHECK(seen_epoch.scalar_type() == at::kInt && seen_epoch.dim() == 1 && seen_epoch.is_contiguous() &&
+                  seen_epoch.numel() == scores.numel(),
+              op, "seen_epoch must be a contiguous int32 tensor of shape [", scores.numel(), "], got ",
+              seen_epoch.scalar_type(), " ", seen_epoch.sizes());
+  TORCH_CHECK(seen_epoch.device() == scores.device(), op, "seen_epoch must be on the device of scores (",
+              scores.device(), "), got ", seen_epoch.device());
+}
+
+inline void epoch_value(const char* op, int64_t epoch) {
+  TORCH_CHECK(epoch >= 0 && epoch <= INT32_MAX, op, "epoch must be in [0, 2**31 - 1], got ", epoch);
+}
+
+inline void table_select(const at::Tensor& scores, const at::Tensor& seen_epoch, int64_t epoch, int64_t rule,
+                         double prune, int64_t staleness, int64_t bin_rule, int64_t bins, double threshold, double beta,
+                         bool reweight) {
+  const char* op = "table_select: ";
+  TORCH_CHECK(rule >= 0 && rule <= 3, op, "rule must be 0 (mean), 1 (pmf), 2 (percentile) or 3 (mismatch), got ", rule);
+  table_tensors(op, scores, seen_epoch, rule == 3);
+  epoch_value(op, epoch);
+  TORCH_CHECK(prune >= 0.0 && prune <= 1.0, op, "prune must be in [0, 1], got ", prune);
+  TORCH_CHECK(!(reweight && prune == 1.0), op, "reweight must be false with prune = 1 (weight 1/(1 - prune))");
+  TORCH_CHECK(staleness >= 1 && staleness <= INT32_MAX, op, "staleness must be in [1, 2**31 - 1], got ", staleness);
+  TORCH_CHECK(bin_rule >= 0 && bin_rule <= 3, op, "bin_rule must be 0 (fixed), 1 (sturges), 2 (sqrt) or 3 (rice), got ",
+              bin_rule);
+  TORCH_CHECK(bin_rule != 0 || (bins >= 1 && bins <= 65536), op, "bins must be in [1, 65536], got ", bins);
+  TORCH_CHECK(std::isfinite(threshold) && threshold >= 0.0 && threshold < 1.0, op,
+              "threshold must be in [0, 1) (a PMF threshold of 1 or more selects nothing), got ", threshold);
+  TORCH_CHECK(std::isfinite(beta) && beta >= 0.0, op, "beta must be finite and >= 0, got ", beta);
+  TORCH_CHECK(!(reweight && rule == 2), op, "reweight must be false for rule 2 (percentile): its keep probabilities "
+              "reach 1/(2N)**beta, so 1/q weights are unbounded");
+}
+
+inline void table_record(const at::Tensor& scores, const at::Tensor& correct, const at::Tensor& seen_epoch,
+                         const at::Tensor& indices, const at::Tensor& losses, int64_t epoch,
+                         const std::optional<at::Tensor>& logits, const std::optional<at::Tensor>& targets) {
+  const char* op = "table_record_: ";
+  table_tensors(op, scores, seen_epoch, false);
+  TORCH_CHECK(correct.scalar_type() == at::kChar && correct.dim() == 1 && correct.is_contiguous() &&
+                  correct.numel() == scores.numel(),
+              op, "correct must be a contiguous int8 tensor of shape [", scores.numel(), "], got ",
+              correct.scalar_type(), " ", correct.sizes());
+  TORCH_CHECK(correct.device() == scores.device(), op, "correct must be on the device of scores (", scores.device(),
+              "), got ", correct.device());
+  TORCH_CHECK(indices.scalar_type() == at::kLong || indices.scalar_type() == at::kInt, op,
+              "indices must be int64 or int32, got ", indices.scalar_type());
+  TORCH_CHECK(indices.dim() == 1, op, "indices must be a 1-D tensor, got shape ", indices.sizes());
+  TORCH_CHECK(is_loss_dtype(losses.scalar_type()), op, "losses must be float16, bfloat16, float32 or float64, got ",
+              losses.scalar_type());
+  TORCH_CHECK(losses.dim() == 1 && losses.numel() == indices.numel(), op, "losses must have shape [",
+              indices.numel(), "] (one per index; reduction='none'), got ", losses.sizes());
+  TORCH_CHECK(indices.device() == scores.device() && losses.device() == scores.device(), op,
+              "indices and losses must be on the device of the table (", scores.device(), "), got ", indices.device(),
+              " and ", losses.device());
+  epoch_value(op, epoch);
+  TORCH_CHECK(logits.has_value() == targets.has_value(), op, "logits and targets must be given together, got ",
+              logits.has_value() ? "logits only" : "targets only");
+  if (logits.has_value()) {
+    TORCH_CHECK(is_loss_dtype(logits->scalar_type()), op, "logits must be float16, bfloat16, float32 or float64, got ",
+                logits->scalar_type());
+    TORCH_CHECK(logits->dim() == 2 && logits->size(0) == indices.numel() && logits->size(1) >= 1, op,
+                "logits must have shape [", indices.numel(), ", C] with C >= 1, got ", logits->sizes());
+    TORCH_CHECK(targets->scalar_type() == at::kLong || targets->scalar_type() == at::kInt, op,
+                "targets must be int64 or int32, got ", targets->scalar_type());
+    TORCH_CHECK(targets->dim() == 1 && targets->numel() == indices.numel(), op, "targets must have shape [",
+                indices.numel(), "], got ", targets->sizes());
+    TORCH_CHECK(logits->device() == scores.device() && targets->device() == scores.device(), op,
+                "logits and targets must be on the device of the table (", scores.device(), "), got ",
+                logits->device(), " and ", targets->device());
+  }
+}
+
 }  // namespace checks
 }  // namespace dsampling

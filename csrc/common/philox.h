@@ -61,8 +61,8 @@ DS_INLINE float element_uniform(int64_t seed, int64_t offset, uint64_t i, int dr
   return to_uniform(stream_block(seed, offset, i).v[draw]);
 }
 
-// A uniform integer in [0, m) for element i: the 64-bit word pair `pair` (0: words 0-1,
-// 1: words 2-3) of block i, scaled by a 64x64 -> high-64 multiply (Lemire). The bias is below
+// A uniform integer in [0, m) for element i: scale_below(element_bits(...), m), the 64-bit word
+// pair `pair` (0: words 0-1, 1: words 2-3) of block i scaled by a 64x64 -> high-64 multiply (Lemire). The bias is below
 // m / 2^64, and every m up to 2^63 is reachable (a float draw would stop at 2^24).
 DS_INLINE uint64_t element_bits(int64_t seed, int64_t offset, uint64_t i, int pair) {
   const Block b = stream_block(seed, offset, i);
@@ -77,22 +77,13 @@ DS_INLINE uint64_t scale_below(uint64_t bits, uint64_t m) {
 #endif
 }
 
-DS_INLINE uint64_t element_below(int64_t seed, int64_t offset, uint64_t i, int pair, uint64_t m) {
-  return scale_below(element_bits(seed, offset, i, pair), m);
-}
-
-// Partial Fisher-Yates on data[0, n): afterwards data[0, k) holds k distinct elements chosen
-// uniformly at random, in random order (k = n shuffles everything). Draw i uses element_below
-// (seed, offset, i, pair), so the CPU and CUDA kernels make the same swaps. O(k), sequential.
-template <typename T>
-DS_INLINE void partial_shuffle(T* data, int64_t n, int64_t k, int64_t seed, int64_t offset, int pair) {
-  for (int64_t i = 0; i < k; ++i) {
-    const int64_t j = i + static_cast<int64_t>(element_below(seed, offset, static_cast<uint64_t>(i), pair,
-                                                             static_cast<uint64_t>(n - i)));
-    const T t = data[i];
-    data[i] = data[j];
-    data[j] = t;
-  }
+// Step i of a partial Fisher-Yates shuffle of data[0, n) swaps data[i] with data[swap_target],
+// a uniform position in [i, n) from the bits element_bits(seed, offset, i, pair). The targets do
+// not depend on the swaps, so both twins draw them first, in bulk, and then swap in order: the
+// same swaps on the CPU and CUDA. Afterwards data[0, k) holds k distinct elements chosen
+// uniformly at random, in random order (k = n shuffles everything).
+DS_INLINE int64_t swap_target(uint64_t bits, int64_t i, int64_t n) {
+  return i + static_cast<int64_t>(scale_below(bits, static_cast<uint64_t>(n - i)));
 }
 
 }  // namespace philox

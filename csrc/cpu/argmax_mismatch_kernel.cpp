@@ -5,23 +5,36 @@
 #include <torch/library.h>
 
 #include <algorithm>
-#include <vector>
 
 #include "common/argmax.h"
 #include "common/checks.h"
 #include "common/rounding.h"
+#include "cpu/compact.h"
 
 namespace dsampling {
 namespace {
 
 constexpr int64_t kRowBlock = 64;
 
-// The exact row scan of common/argmax.h, one row at a time (the margin path, and NaN rows).
+// The exact row scan of common/argmax.h, one row at a time (the margin path, and NaN rows). With a
+// margin, the softmax sum of a correctly classified row is added in common/argmax.h's lane order.
 template <typename T, bool kGap>
 bool keep_row(const T* row, int64_t classes, int64_t label, double margin) {
   argmax::RowState s = argmax::start(static_cast<double>(row[0]));
-  for (int64_t j = 1; j < classes; ++j) argmax::update<kGap>(s, static_cast<double>(row[j]), j);
-  return argmax::keep<kGap>(s, label, margin);
+  for (int64_t j = 1; j < classes; ++j) argmax::update(s, static_cast<double>(row[j]), j);
+  double sum = 0.0;
+  if (argmax::needs_gap<kGap>(s, label)) {
+    const int64_t lanes = argmax::group_width(classes);
+    double lane[argmax::kMaxGroup] = {0.0};
+    for (int64_t j = 0; j < classes; ++j) {
+      lane[j & (lanes - 1)] = add_rn(lane[j & (lanes - 1)], argmax::scaled_term(static_cast<double>(row[j]), s.best));
+    }
+    for (int64_t w = lanes / 2; w > 0; w >>= 1) {
+      for (int64_t t = 0; t < w; ++t) lane[t] = add_rn(lane[t], lane[t + w]);
+    }
+    sum = lane[0];
+  }
+  return argmax::keep<kGap>(s, label, margin, sum);
 }
 
 // One branch-free scan for a bad label; the error names the first one.
@@ -34,36 +47,6 @@ void check_labels(const L* labels, int64_t begin, int64_t end, int64_t classes) 
     TORCH_CHECK(labels[r] >= 0 && labels[r] < classes, "argmax_mismatch: labels must be in [0, ", classes, "), got ",
                 static_cast<int64_t>(labels[r]), " at index ", r);
   }
-}
-
-// Ordered compaction of the kept row indices, -1 after them; two parallel passes (count per
-// chunk, then write from each chunk's prefix offset), branch-free within a chunk.
-int64_t compact(const bool* keep, int64_t rows, int64_t* out) {
-  const int64_t chunks = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), rows / 65536));
-  const int64_t per_chunk = (rows + chunks - 1) / std::max<int64_t>(chunks, 1);
-  std::vector<int64_t> offset(chunks + 1, 0);
-  at::parallel_for(0, chunks, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t c = begin; c < end; ++c) {
-      int64_t n = 0;
-      for (int64_t r = c * per_chunk; r < std::min(rows, (c + 1) * per_chunk); ++r) n += keep[r];
-      offset[c + 1] = n;
-    }
-  });
-  for (int64_t c = 0; c < chunks; ++c) offset[c + 1] += offset[c];
-  at::parallel_for(0, chunks, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t c = begin; c < end; ++c) {
-      int64_t n = offset[c], spare;
-      const int64_t last = std::min(rows, (c + 1) * per_chunk);
-      for (int64_t r = c * per_chunk; r < last; ++r) {
-        // A dropped row's write is overwritten by the next kept one; past this chunk's share it
-        // goes to `spare`, so chunks never write each other's slots.
-        *(n < offset[c + 1] ? out + n : &spare) = r;
-        n += keep[r];
-      }
-    }
-  });
-  std::fill(out + offset[chunks], out + rows, int64_t{-1});
-  return offset[chunks];
 }
 
 // Without a margin: blocks of kRowBlock rows scanned column by column, so that the compiler
@@ -136,7 +119,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> argmax_mismatch_cpu(const at::Ten
       decide_rows<scalar_t, index_t>(zp, yp, rows, classes, margin, k);
     });
   });
-  count.fill_(compact(k, rows, kept.mutable_data_ptr<int64_t>()));
+  const cpu::CompactPlan plan = cpu::compact_plan(k, rows);
+  int64_t* out = kept.mutable_data_ptr<int64_t>();
+  cpu::compact_write(k, rows, plan, out);
+  std::fill(out + plan.total(), out + rows, int64_t{-1});
+  count.fill_(plan.total());
   return {keep, kept, count};
 }
 

@@ -18,21 +18,7 @@
 namespace dsampling {
 namespace {
 
-using selection::kLanes;
-
-// Sum of f(0..n-1) in the lane/tree order of common/selection.h.
-template <typename F>
-double lane_tree_sum(int64_t n, const F& f) {
-  double partial[kLanes] = {0.0};
-  for (int64_t base = 0; base < n; base += kLanes) {  // rows of kLanes: the inner loop vectorises
-    const int64_t m = std::min<int64_t>(kLanes, n - base);
-    for (int64_t t = 0; t < m; ++t) partial[t] = add_rn(partial[t], f(base + t));
-  }
-  for (int s = kLanes / 2; s > 0; s >>= 1) {
-    for (int t = 0; t < s; ++t) partial[t] = add_rn(partial[t], partial[t + s]);
-  }
-  return partial[0];
-}
+using selection::lane_tree_sum;
 
 // Smallest and largest of x[0, n) (+inf and -inf when n = 0) in eight independent lanes (one
 // running min and max is a chain of dependent instructions). min and max are exact, so the
@@ -123,6 +109,7 @@ std::tuple<at::Tensor, at::Tensor> histogram_select_cpu(
     clipped.resize(n);
     const auto [lo, hi] = min_max(clipped.data(), n);
     std::vector<double> edges;
+    std::vector<int64_t> counts;
     std::vector<double> pmf;  // count / n per bin
     std::vector<double> sorted;
     int32_t k = 0;
@@ -132,7 +119,7 @@ std::tuple<at::Tensor, at::Tensor> histogram_select_cpu(
       const binning::OuterEdges<double> outer = binning::outer_edges<double>(lo, hi);
       edges.resize(k + 1);
       for (int32_t j = 0; j <= k; ++j) edges[j] = binning::linspace_edge<double>(j, k, outer.first, outer.last);
-      std::vector<int64_t> counts(k, 0);
+      counts.assign(k, 0);
       denom = sub_rn(outer.last, outer.first);
       cpu::count_bins<double, double, false>(clipped.data(), n, edges.data(), k, denom, counts.data());
       pmf.resize(k);
@@ -143,20 +130,21 @@ std::tuple<at::Tensor, at::Tensor> histogram_select_cpu(
     }
 
     // 4. p of each batch loss, the candidates and the Bernoulli draws.
-    std::vector<int64_t> candidates;
+    std::vector<std::pair<uint64_t, int64_t>> candidates;  // (rank key, index)
     for (int64_t i = 0; i < batch; ++i) {
       double c;
       const double v = static_cast<double>(l[i]);
       double pi = 0.0;
+      int64_t count = 0;
       if (n > 0 && std::isfinite(v) && selection::clip(v, bounds, &c)) {
         if (rule == selection::kPmf) {
           const auto edge = [&edges](int32_t j) { return edges[j]; };
           const int32_t b = binning::bin_index<double, double>(c, edge, k, denom);
+          count = b >= 0 ? counts[b] : 0;
           pi = b >= 0 ? pmf[b] : 0.0;
         } else {
-          const int64_t left = std::lower_bound(sorted.begin(), sorted.end(), c) - sorted.begin();
-          const int64_t right = std::upper_bound(sorted.begin(), sorted.end(), c) - sorted.begin();
-          pi = selection::power(selection::percentile(left, right, n), beta);
+          const selection::Ranks r = selection::rank_counts(sorted.data(), n, c);
+          pi = selection::power(selection::percentile(r.left, r.right, n), beta);
         }
       }
       p_out[i] = pi;
@@ -166,17 +154,16 @@ std::tuple<at::Tensor, at::Tensor> histogram_select_cpu(
         keep_out[i] = (pi > threshold) & (static_cast<double>(u[i]) < keep_fraction);  // no branch
       } else {
         keep_out[i] = false;
-        if (pi > threshold) candidates.push_back(i);
+        if (pi > threshold) candidates.emplace_back(selection::rank_key(keep_mode, count, u[i]), i);
       }
     }
 
-    // 5. Fraction and top modes: the first ceil(alpha * |C|) candidates in rank order.
-    if (!candidates.empty()) {
-      std::sort(candidates.begin(), candidates.end(), [&](int64_t a, int64_t b) {
-        return selection::ranks_before(keep_mode, p_out[a], u[a], a, p_out[b], u[b], b);
-      });
-      const int64_t m = std::min<int64_t>(selection::kept_count(keep_fraction, candidates.size()), candidates.size());
-      for (int64_t r = 0; r < m; ++r) keep_out[candidates[r]] = true;
+    // 5. Fraction and top modes: the first ceil(alpha * |C|) candidates in (rank key, index) order.
+    const int64_t total = static_cast<int64_t>(candidates.size());
+    const int64_t m = std::min<int64_t>(selection::kept_count(keep_fraction, total), total);
+    if (m > 0) {
+      std::nth_element(candidates.begin(), candidates.begin() + (m - 1), candidates.end());
+      for (int64_t r = 0; r < m; ++r) keep_out[candidates[r].second] = true;
     }
   });
   return {keep, p};

@@ -13,9 +13,9 @@ namespace {
 
 constexpr int64_t kDrawBlock = 2048;
 
-// philox::partial_shuffle with the same swaps, faster on the CPU: the random bits of a block of
-// steps are drawn first, in a loop the compiler vectorises (they do not depend on the swaps),
-// then the swaps run in order.
+// The partial Fisher-Yates shuffle of common/philox.h: the random bits of a block of steps are
+// drawn first, in a loop the compiler vectorises (they do not depend on the swaps), then the
+// swaps run in order.
 void partial_shuffle_cpu(int64_t* data, int64_t n, int64_t k, int64_t seed, int64_t offset, int pair) {
   uint64_t bits[kDrawBlock];
   for (int64_t base = 0; base < k; base += kDrawBlock) {
@@ -23,8 +23,7 @@ void partial_shuffle_cpu(int64_t* data, int64_t n, int64_t k, int64_t seed, int6
     for (int64_t t = 0; t < m; ++t) bits[t] = philox::element_bits(seed, offset, static_cast<uint64_t>(base + t), pair);
     for (int64_t t = 0; t < m; ++t) {
       const int64_t i = base + t;
-      const int64_t j = i + static_cast<int64_t>(philox::scale_below(bits[t], static_cast<uint64_t>(n - i)));
-      std::swap(data[i], data[j]);
+      std::swap(data[i], data[philox::swap_target(bits[t], i, n)]);
     }
   }
 }

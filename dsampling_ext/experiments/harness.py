@@ -3,9 +3,11 @@
 Every method trains the same model (same initialisation per seed) on the same data (same order
 seed) with the same evaluation schedule. Only training is timed (data loading, selection,
 forward, backward, optimizer); evaluation on the test set is excluded and reported apart. The
-target is uniform's final test accuracy minus ``target_drop`` (per seed); a method's
-time-to-target is the training time at its first evaluation at or above it. Each selective
-method gets a random-subset control at the same backward-sample budget.
+learning rate follows the schedule as a function of training progress (epochs done, counted
+in samples), so every method ends its schedule at the end of its last epoch, whatever its
+steps. The target is uniform's final test accuracy minus ``target_drop`` (per seed); a
+method's time-to-target is the training time at its first evaluation at or above it. Each
+selective method gets a random-subset control at the same backward-sample budget.
 """
 
 from __future__ import annotations
@@ -30,26 +32,37 @@ from dsampling_ext import (
     DynamicPartitionSampler,
     LossHistogramSelector,
     MisclassifiedFilter,
+    ProgressLR,
+    PruningSampler,
     RandomSubsetSampler,
+    ScoreTable,
     StageTimer,
+    weighted_mean,
 )
 
 from .data import ImageData
 from .models import build_model
 
-METHODS = ("uniform", "adonis", "selective_backprop", "misclassified", "dynamic_partition", "random_subset")
-SELECTIVE = ("adonis", "selective_backprop", "misclassified", "dynamic_partition")
-SCHEDULES = ("constant", "step", "cosine")
+#: Methods scored from the training pass (SPEC section 8): a ScoreTable and one sampler each.
+TABLE_METHODS = {"pruning": "mean", "pruning_pmf": "pmf", "pruning_percentile": "percentile",
+                 "misclassified_training": "mismatch"}
+METHODS = ("uniform", "pruning", "pruning_pmf", "pruning_percentile", "misclassified_training", "adonis",
+           "selective_backprop", "misclassified", "dynamic_partition", "random_subset")
+SELECTIVE = ("pruning", "pruning_pmf", "pruning_percentile", "misclassified_training", "adonis", "selective_backprop",
+             "misclassified", "dynamic_partition")
+SCHEDULES = ("cosine", "step", "constant")
+DEFAULT_METHODS = ("uniform", "pruning", "pruning_pmf", "pruning_percentile", "misclassified_training",
+                   "selective_backprop", "misclassified", "adonis", "dynamic_partition")
 
 
 @dataclass
 class Config:
-    methods: tuple = ("uniform", "adonis", "selective_backprop", "misclassified", "dynamic_partition")
+    methods: tuple = DEFAULT_METHODS
     epochs: int = 15
     batch_size: int = 128
     lr: float = 0.05
     momentum: float = 0.9
-    schedule: str = "constant"
+    schedule: str = "cosine"
     model: str = "small_cnn"
     seeds: int = 3
     seed: int = 0
@@ -59,6 +72,8 @@ class Config:
     dt_size: float = 0.5
     controls: bool = True
     random_subset_fraction: float = 0.5  # when random_subset is asked for by name
+    prune: float = 0.5  # the pruning samplers' share of candidates dropped
+    anneal: float = 0.125  # the pruning samplers' share of last epochs on all data
     progress: bool = True
 
 
@@ -94,12 +109,13 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 10
     return correct / len(y)
 
 
-def _schedule(optimizer, cfg: Config):
-    if cfg.schedule == "constant":
-        return None
-    if cfg.schedule == "step":  # the papers' milestones, scaled to the run: x0.1 at 50% and 75%
-        return torch.optim.lr_scheduler.MultiStepLR(optimizer, [cfg.epochs // 2, (3 * cfg.epochs) // 4], 0.1)
-    return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, cfg.epochs)
+def _step_factor(t: float) -> float:
+    """The papers' step schedule, by progress: x0.1 at 50% of the run and again at 75%."""
+    return 1.0 if t < 0.5 else (0.1 if t < 0.75 else 0.01)
+
+
+def _schedule(optimizer, cfg: Config) -> ProgressLR:
+    return ProgressLR(optimizer, cfg.epochs, _step_factor if cfg.schedule == "step" else cfg.schedule)
 
 
 def _histogram_snapshot(selector: LossHistogramSelector, epoch: int) -> Optional[dict]:
@@ -141,12 +157,20 @@ def run_method(method: str, data: ImageData, cfg: Config, seed: int, budget: Opt
                           accuracy=accuracy(model, data.test_x, data.test_y)))
         eval_seconds += time.perf_counter() - start
 
-    sampler = selector = accumulator = filt = None
+    sampler = selector = accumulator = filt = table = None
     if method == "uniform":
         loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=True, generator=order)
     elif method in ("random_subset", "dynamic_partition"):
         sampler = (RandomSubsetSampler(n, budget, seed=seed) if method == "random_subset"
                    else DynamicPartitionSampler(n, cfg.dt_size, seed=seed))
+        loader = DataLoader(dataset, batch_size=cfg.batch_size, sampler=sampler)
+    elif method in TABLE_METHODS:
+        table = ScoreTable(n)
+        if method == "misclassified_training":
+            sampler = MisclassifiedFilter(cfg.batch_size, mode="epoch", scores="training", seed=seed).epoch_sampler(table=table)
+        else:
+            sampler = PruningSampler(table, cfg.epochs, prune=cfg.prune, anneal=cfg.anneal, rule=TABLE_METHODS[method],
+                                     seed=seed)
         loader = DataLoader(dataset, batch_size=cfg.batch_size, sampler=sampler)
     else:
         loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=True, generator=order)
@@ -164,22 +188,36 @@ def run_method(method: str, data: ImageData, cfg: Config, seed: int, budget: Opt
     evaluate(0.0)
     for epoch in range(cfg.epochs):
         clock.start()
+        # Progress through the epoch, in samples seen (the LR schedule's clock).
         if selector is not None:
             selector.set_epoch(epoch)
             if not selector.in_warmup:
                 counts["forward"] += n  # the selection forward sees every sample
             batches: Iterator = dsampling_ext.selective_batches(loader, model, loss_fn, selector, accumulator, timer=timer)
+            seen0 = accumulator.seen
+            done = lambda step: (accumulator.seen - seen0) / n  # noqa: E731
         elif filt is not None:
             filt.set_epoch(epoch)
             seen_before = filt.seen
             batches = filt.batches(loader, model, timer=timer)
+            done = lambda step: (filt.seen - seen_before) / n  # noqa: E731
         else:
             if sampler is not None:
-                sampler.set_epoch(epoch)
+                with timer.stage("select"):  # table methods select here: one op call over the table
+                    sampler.set_epoch(epoch)
+            steps = max(1, len(loader))
             batches = iter(loader)
+            done = lambda step: step / steps  # noqa: E731
         steps_in_epoch = 0
-        for x, y, _ in batches:
-            loss = loss_fn(model(x), y).mean()
+        for x, y, idx in batches:
+            logits = model(x)
+            losses = loss_fn(logits, y)
+            if table is not None:
+                with timer.stage("select"):  # recording scores and looking up weights
+                    table.record(idx, losses, logits, y)
+                    loss = weighted_mean(losses, sampler.weights(idx))
+            else:
+                loss = losses.mean()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -187,9 +225,10 @@ def run_method(method: str, data: ImageData, cfg: Config, seed: int, budget: Opt
             counts["backward"] += len(y)
             counts["steps"] += 1
             steps_in_epoch += 1
+            scheduler.step(epoch + min(1.0, done(steps_in_epoch)))
             if counts["steps"] % cfg.eval_steps == 0:
                 clock.stop()
-                evaluate(epoch + steps_in_epoch / max(1, len(loader)))
+                evaluate(epoch + min(1.0, done(steps_in_epoch)))
                 clock.start()
         if filt is not None:
             counts["forward"] += filt.seen - seen_before
@@ -199,8 +238,7 @@ def run_method(method: str, data: ImageData, cfg: Config, seed: int, budget: Opt
                 counts["forward"] += len(data.val_y)
             with timer.stage("select"):
                 sampler.update(val)
-        if scheduler is not None:
-            scheduler.step()
+        scheduler.step(epoch + 1.0)
         clock.stop()
         evaluate(epoch + 1.0)
         if selector is not None and epoch in snapshot_epochs:
@@ -291,48 +329,82 @@ def summarize(runs: list[dict], cfg: Config) -> list[dict]:
         selection = [sum(r["stages"].values()) / r["train_seconds"] for r in group if r["train_seconds"] > 0]
         final, best = _mean_sd([r["final_accuracy"] for r in group]), _mean_sd([r["best_accuracy"] for r in group])
         median_ttt = statistics.median([math.inf if t is None else t for t in ttt])
+        # The InfoBatch/RS2 form: total training time and final accuracy against uniform's, per seed.
+        time_ratio = [r["train_seconds"] / uniform[r["seed"]]["train_seconds"] for r in group]
+        acc_delta = [r["final_accuracy"] - uniform[r["seed"]]["final_accuracy"] for r in group]
         rows.append(dict(
             method=name, seeds=len(group), final_accuracy=final, best_accuracy=best,
             time_to_target=ttt, median_time_to_target=None if math.isinf(median_ttt) else median_ttt,
             speedup=statistics.median(speedups), speedups=speedups,
+            run_share_at_target=statistics.median([math.inf if t is None else t / r["train_seconds"]
+                                                   for t, r in zip(ttt, group)]),
+            time_ratio=statistics.median(time_ratio), accuracy_delta=statistics.fmean(acc_delta),
             budget=statistics.fmean(r["backward_samples"] / (r["epochs"] * r["train_size"]) for r in group),
             train_seconds=statistics.fmean(train),
             eval_seconds=statistics.fmean(r["eval_seconds"] for r in group),
             forward_samples=statistics.fmean(r["forward_samples"] for r in group),
             backward_samples=statistics.fmean(r["backward_samples"] for r in group),
             selection_share=statistics.fmean(selection) if selection else 0.0,
+            stages={k: statistics.fmean(r["stages"].get(k, 0.0) for r in group)
+                    for k in sorted({k for r in group for k in r["stages"]})},
         ))
+    by_name = {row["method"]: row for row in rows}
+    for row in rows:  # the goal of EXPERIMENTS.md: faster, as accurate, and better than its control
+        control = by_name.get(f"random_subset ~ {row['method']}")
+        if control is None:
+            control = next((c for name, c in by_name.items() if name.startswith("random_subset ~ ")
+                            and row["method"] in name[len("random_subset ~ "):].split("+")), None)
+        row["control"] = None if control is None else control["method"]
+        row["beats_control"] = None if control is None else (
+            row["speedup"] > control["speedup"] and row["final_accuracy"][0] > control["final_accuracy"][0])
+        row["meets_goal"] = bool(row["speedup"] >= 1.5 and row["accuracy_delta"] >= -cfg.target_drop
+                                 and row["beats_control"])
     return rows
 
 
 def format_table(result: dict) -> str:
     cfg = result["config"]
+    summary = result["summary"]
     lines = [
         f"Data: {result['data']}",
         f"Model {cfg['model']}, {cfg['epochs']} epochs, batch {cfg['batch_size']}, SGD lr {cfg['lr']} momentum "
-        f"{cfg['momentum']}, {cfg['schedule']} schedule, {cfg['seeds']} seeds, {cfg['threads']} threads "
+        f"{cfg['momentum']}, {cfg['schedule']} schedule by training progress, {cfg['seeds']} "
+        f"seed{'s' if cfg['seeds'] != 1 else ''}, {cfg['threads']} threads "
         f"({result['machine']['processor'] or result['machine']['platform']}).",
         f"Target: uniform's final test accuracy - {cfg['target_drop'] * 100:.1f} pp, per seed. Times are training "
         f"seconds (evaluation excluded); speed-up = uniform's time-to-target / the method's (median over seeds).",
         "",
     ]
-    width = max(len(row["method"]) for row in result["summary"])
-    lines.append(f"{'method':<{width}} {'final acc':>11} {'best acc':>11} {'time-to-target per seed (s)':>28} "
-                 f"{'median':>7} {'speed-up':>8} {'train s':>8} {'fwd':>8} {'bwd':>8} {'budget':>6} {'select':>7}")
-    for row in result["summary"]:
+    width = max(len(row["method"]) for row in summary)
+    pm = "±" if cfg["seeds"] > 1 else " "
+    lines.append(f"{'method':<{width}} {'final acc':>11} {'time-to-target per seed (s)':>28} {'median':>7} "
+                 f"{'speed-up':>8} {'train s':>8} {'time':>6} {'Δ acc':>7} {'bwd':>8} {'budget':>6} {'select':>7}")
+    for row in summary:
         ttt = " ".join("never" if t is None else f"{t:.2f}" for t in row["time_to_target"])
         median = "never" if row["median_time_to_target"] is None else f"{row['median_time_to_target']:.2f}"
-        speedup = f"{row['speedup']:.2f}x"
+        sd = f"{pm}{row['final_accuracy'][1]:.3f}" if cfg["seeds"] > 1 else ""
         lines.append(
-            f"{row['method']:<{width}} {row['final_accuracy'][0]:.3f}±{row['final_accuracy'][1]:.3f} "
-            f"{row['best_accuracy'][0]:.3f}±{row['best_accuracy'][1]:.3f} {ttt:>28} {median:>7} {speedup:>8} "
-            f"{row['train_seconds']:>8.2f} {row['forward_samples']:>8.0f} {row['backward_samples']:>8.0f} "
-            f"{row['budget']:>6.2f} {row['selection_share']:>7.1%}")
+            f"{row['method']:<{width}} {row['final_accuracy'][0]:.3f}{sd:<6} {ttt:>28} {median:>7} "
+            f"{row['speedup']:>7.2f}x {row['train_seconds']:>8.2f} {row['time_ratio'] - 1:>+6.0%} "
+            f"{row['accuracy_delta'] * 100:>+6.2f}pp {row['backward_samples']:>8.0f} {row['budget']:>6.2f} "
+            f"{row['selection_share']:>7.1%}")
     lines.append("")
-    lines.append("speed-up: median over seeds, a seed that never reaches the target counting 0. fwd/bwd: samples "
-                 "through forward / backward passes (mean per run); budget: backward samples per epoch / training set; "
-                 "select: share of training time in selection (selection forwards, selection and batching, DT's "
-                 "validation). random_subset ~ m: the control at method m's budget, per seed.")
+    lines.append("speed-up: median over seeds, a seed that never reaches the target counting 0. time: total training "
+                 "time against uniform's (median over seeds), Δ acc: final accuracy minus uniform's (mean), the "
+                 "InfoBatch/RS2 form. bwd: samples through backward passes (mean per run); budget: backward samples "
+                 "per epoch / training set; select: share of training time in selection (selection forwards, "
+                 "scoring and batching, DT's validation). random_subset ~ m: the control at method m's budget.")
+    uniform = next((row for row in summary if row["method"] == "uniform"), None)
+    if uniform is not None:
+        share = uniform["run_share_at_target"]
+        lines.append("")
+        lines.append(f"Uniform first reaches the target after {share:.0%} of its run (median over seeds)."
+                     + ("" if share >= 0.5 else " WARNING: under half: time-to-target measures the early epochs, not "
+                        "the end of training; use more epochs or a decaying schedule."))
+    winners = [row["method"] for row in summary if row.get("meets_goal")]
+    lines.append("Goal (>= 1.5x faster to the target, final accuracy within "
+                 f"{cfg['target_drop'] * 100:.1f} pp of uniform's, and faster and more accurate than its random-subset "
+                 f"control): {'met by ' + ', '.join(winners) if winners else 'not met by any method'}.")
     return "\n".join(lines)
 
 

@@ -1,0 +1,92 @@
+"""Learning-rate schedules driven by training progress (epochs done, fractional), not step counts.
+
+Samplers and selectors of this library change the number of optimizer steps per epoch (pruning
+varies it every epoch), so a scheduler built from ``epochs * len(loader)`` steps ends early or
+never anneals. :class:`ProgressLR` sets the learning rate from the progress through the run,
+``epoch + (step + 1) / steps_in_epoch``, so every method ends its schedule at the end of its
+last epoch, whatever its steps.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Union
+
+import torch
+
+from ._validate import require_int, require_number
+
+__all__ = ["ProgressLR"]
+
+SCHEDULES = ("cosine", "linear", "constant")
+
+
+class ProgressLR:
+    """Set each parameter group's lr to ``base_lr * factor(progress / epochs)``.
+
+    ``schedule="cosine"`` (default): factor(t) = min_factor + (1 - min_factor) (1 + cos(pi t)) / 2,
+    after a linear warm-up over the first ``warmup`` epochs; ``"linear"`` decays linearly;
+    ``"constant"`` keeps base_lr; a callable maps t in [0, 1] to the factor.
+
+    Call :meth:`step` after each optimizer step with the progress in epochs::
+
+        schedule = dsampling_ext.ProgressLR(optimizer, epochs)
+        for epoch in range(epochs):
+            sampler.set_epoch(epoch)
+            steps = len(loader)                       # known at the epoch's start
+            for i, (x, y, idx) in enumerate(loader):
+                ...; optimizer.step()
+                schedule.step(epoch + (i + 1) / steps)
+
+    Args:
+        optimizer: any torch optimizer; its groups' current lr become the base lrs.
+        epochs: the run's length in epochs (progress at its end).
+        schedule: "cosine", "linear", "constant" or a callable factor(t).
+        warmup: epochs of linear warm-up from 0 (default 0).
+        min_factor: the factor at the end (cosine and linear), in [0, 1].
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, epochs: int,
+                 schedule: Union[str, Callable[[float], float]] = "cosine", warmup: float = 0.0,
+                 min_factor: float = 0.0):
+        if not isinstance(optimizer, torch.optim.Optimizer):
+            raise TypeError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
+        self.optimizer = optimizer
+        self.epochs = require_int("epochs", epochs, 1)
+        if not callable(schedule) and schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {SCHEDULES} or a callable, got {schedule!r}")
+        self.schedule = schedule
+        self.warmup = require_number("warmup", warmup, 0.0, float(epochs))
+        self.min_factor = require_number("min_factor", min_factor, 0.0, 1.0)
+        self.base_lrs = [group["lr"] for group in optimizer.param_groups]
+        self.progress = 0.0
+        self.step(0.0)
+
+    def factor(self, progress: float) -> float:
+        """The lr factor at ``progress`` epochs."""
+        if self.warmup > 0 and progress < self.warmup:
+            return progress / self.warmup
+        t = min(max(progress / self.epochs, 0.0), 1.0)
+        if callable(self.schedule):
+            return float(self.schedule(t))
+        if self.schedule == "constant":
+            return 1.0
+        decay = (1.0 + math.cos(math.pi * t)) / 2.0 if self.schedule == "cosine" else 1.0 - t
+        return self.min_factor + (1.0 - self.min_factor) * decay
+
+    def step(self, progress: float) -> None:
+        """Set the learning rates for ``progress`` epochs of training done."""
+        self.progress = require_number("progress", progress, 0.0)
+        f = self.factor(self.progress)
+        for group, base in zip(self.optimizer.param_groups, self.base_lrs):
+            group["lr"] = base * f
+
+    def get_last_lr(self) -> list[float]:
+        return [group["lr"] for group in self.optimizer.param_groups]
+
+    def state_dict(self) -> dict:
+        return dict(base_lrs=list(self.base_lrs), progress=self.progress)
+
+    def load_state_dict(self, state: dict) -> None:
+        self.base_lrs = list(state["base_lrs"])
+        self.step(state["progress"])

@@ -1,0 +1,419 @@
+"""Scores recorded from the training pass, and epoch-level selection from them (SPEC section 8).
+
+The training forward already computes every trained sample's loss and logits. A
+:class:`ScoreTable` keeps them per dataset index (last loss, last argmax correctness, the epoch
+it was recorded in) on the training device, and a :class:`TableSampler` picks each epoch's
+indices and loss weights from it with one ``table_select`` call, so choosing costs no extra
+forward pass. Shared by every epoch-level method (pruning, the misclassified filter's
+training-scored mode).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Iterator, Optional, Union
+
+import torch
+from torch import Tensor, nn
+from torch.utils import _pytree as pytree
+from torch.utils.data import Sampler
+
+from . import distributed, ops
+from ._validate import require_int, require_seed
+from .sampling import resolve_replicas, shard, sharded_length
+
+__all__ = ["ScoreTable", "TableSampler", "scoring_forward", "weighted_mean"]
+
+# Philox offsets: epoch e's selection draws at offset e, its shuffle at _SHUFFLE_OFFSET + e and
+# its top-up (min_size) at _FILL_OFFSET + e, so the three never share a stream.
+_SHUFFLE_OFFSET = 2**40
+_FILL_OFFSET = 2**41
+
+
+def _index_tensor(name: str, value) -> Tensor:
+    if not isinstance(value, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of dataset indices, got {type(value).__name__}")
+    if value.dtype not in (torch.int64, torch.int32) or value.dim() != 1:
+        raise ValueError(f"{name} must be a 1-D int64/int32 tensor of dataset indices, got {value.dtype} "
+                         f"{tuple(value.shape)}")
+    return value
+
+
+class ScoreTable:
+    """Per-sample scores kept from the training pass: last loss, last correctness, epoch seen.
+
+    Call :meth:`record` once per training step with the indices of the batch and what the loss
+    function returned with ``reduction="none"`` (and, for correctness, the logits and targets).
+    It is one fused op (``table_record_``) that never synchronises with the host. Samplers
+    built on the table call :meth:`set_epoch` for you.
+
+    Under torch.distributed every rank records its own batches; :meth:`sync`, which the
+    samplers call before each selection, all-gathers the epoch's records (indices, losses,
+    correctness) once and replays them in rank order, so every rank holds the same table. One
+    gather per epoch, not per step: the bytes are the same, and a per-step collective would add
+    its latency to every step (see README, "Distributed data parallel").
+
+    Args:
+        num_samples: dataset size N; indices are 0..N-1.
+        device: where the table lives (default CPU); put it on the training device.
+        dtype: float32 (default) or float64 scores.
+
+    Attributes:
+        scores (Tensor[N]): last recorded loss (0 where never recorded).
+        correct (Tensor[N]): int8, 1 right / 0 wrong / -1 unknown (no logits recorded yet).
+        seen_epoch (Tensor[N]): int32 epoch of the last record, -1 for never.
+    """
+
+    def __init__(self, num_samples: int, device: Union[torch.device, str, None] = None,
+                 dtype: torch.dtype = torch.float32):
+        self.num_samples = require_int("num_samples", num_samples, 1)
+        if num_samples > 2**31 - 1:
+            raise ValueError(f"num_samples must be below 2**31, got {num_samples}")
+        if dtype not in (torch.float32, torch.float64):
+            raise TypeError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
+        self.scores = torch.zeros(num_samples, dtype=dtype, device=device)
+        self.correct = torch.full((num_samples,), -1, dtype=torch.int8, device=device)
+        self.seen_epoch = torch.full((num_samples,), -1, dtype=torch.int32, device=device)
+        self.epoch = 0
+        self._pending: list[tuple[Tensor, Tensor, Tensor, int]] = []  # records not yet gathered (DDP)
+        self._nonfinite: Optional[Tensor] = None  # CUDA: non-finite losses skipped, counted lazily
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def __repr__(self) -> str:
+        return (f"ScoreTable(num_samples={self.num_samples}, device={self.device}, dtype={self.scores.dtype}, "
+                f"epoch={self.epoch})")
+
+    @property
+    def device(self) -> torch.device:
+        return self.scores.device
+
+    def to(self, device) -> "ScoreTable":
+        self.scores, self.correct, self.seen_epoch = (t.to(device) for t in (self.scores, self.correct, self.seen_epoch))
+        self._nonfinite = None if self._nonfinite is None else self._nonfinite.to(device)
+        return self
+
+    def set_epoch(self, epoch: int) -> None:
+        """The epoch that :meth:`record` stamps its records with (0-based)."""
+        self.epoch = require_int("epoch", epoch, 0)
+
+    def record(self, indices: Tensor, losses: Tensor, logits: Optional[Tensor] = None,
+               targets: Optional[Tensor] = None) -> None:
+        """Record one training step's per-sample losses (detached; no host sync).
+
+        Args:
+            indices (Tensor[B]): int64/int32 dataset indices of the batch, in [0, N).
+            losses (Tensor[B]): per-sample losses (``reduction="none"``), finite.
+            logits (Tensor[B, C], optional) and targets (Tensor[B], optional): also record
+                whether argmax(logits) == target (needed by the "mismatch" rule).
+
+        Raises:
+            ValueError/TypeError for a wrong shape or type (e.g. a ``reduction="mean"`` scalar);
+            RuntimeError naming ``indices``, ``losses`` or ``targets`` for out-of-range indices,
+            NaN/Inf losses or bad targets (on CUDA: a device assertion for indices and targets;
+            non-finite losses are skipped there and reported by the next selection).
+        """
+        indices = _index_tensor("indices", indices)
+        if not isinstance(losses, Tensor):
+            raise TypeError(f"losses must be a torch.Tensor, got {type(losses).__name__}")
+        if losses.shape != indices.shape:
+            raise ValueError(f"losses must have shape {tuple(indices.shape)} (one per index: use reduction='none'), "
+                             f"got {tuple(losses.shape)}")
+        if (logits is None) != (targets is None):
+            raise ValueError("logits and targets must be given together")
+        device = self.device
+        indices, losses = indices.to(device), losses.detach().to(device)
+        if logits is not None:
+            if not isinstance(logits, Tensor) or not isinstance(targets, Tensor):
+                raise TypeError("logits and targets must be torch.Tensors")
+            logits, targets = logits.detach().to(device), targets.to(device)
+        ops.table_record_(self.scores, self.correct, self.seen_epoch, indices, losses, self.epoch, logits, targets)
+        if device.type == "cuda":  # counted on the device, read at the next selection
+            bad = (~torch.isfinite(losses)).sum()
+            self._nonfinite = bad if self._nonfinite is None else self._nonfinite + bad
+        if distributed.active():
+            right = (torch.full(indices.shape, -1, dtype=torch.int8, device=device) if logits is None
+                     else (logits.argmax(1) == targets).to(torch.int8))
+            self._pending.append((indices.to(torch.int64), losses.to(self.scores.dtype), right, self.epoch))
+
+    def check(self) -> None:
+        """Raise if a CUDA record skipped non-finite losses since the last check (one host sync)."""
+        if self._nonfinite is not None:
+            bad, self._nonfinite = int(self._nonfinite), None
+            if bad:
+                raise ValueError(f"losses must be finite: {bad} NaN/Inf losses were recorded (and skipped) since the "
+                                 f"last selection")
+
+    def sync(self) -> None:
+        """Under torch.distributed, give every rank every rank's records since the last sync.
+
+        A collective: every rank must call it at the same point (the samplers do, once per
+        epoch). Records are replayed in rank order, each index keeping its last record, so all
+        ranks end with the same table. Without a process group it does nothing.
+        """
+        if not distributed.active():
+            self._pending.clear()
+            return
+        device = self.device
+        if self._pending:
+            idx = torch.cat([p[0] for p in self._pending])
+            loss = torch.cat([p[1] for p in self._pending])
+            right = torch.cat([p[2] for p in self._pending])
+            epoch = torch.cat([torch.full(p[0].shape, p[3], dtype=torch.int32, device=device) for p in self._pending])
+        else:
+            idx = torch.zeros(0, dtype=torch.int64, device=device)
+            loss = torch.zeros(0, dtype=self.scores.dtype, device=device)
+            right = torch.zeros(0, dtype=torch.int8, device=device)
+            epoch = torch.zeros(0, dtype=torch.int32, device=device)
+        self._pending.clear()
+        idx, _ = distributed.all_gather_cat(idx)
+        loss, _ = distributed.all_gather_cat(loss)
+        right, _ = distributed.all_gather_cat(right)
+        epoch, _ = distributed.all_gather_cat(epoch)
+        finite = torch.isfinite(loss)  # CUDA records skip non-finite losses; so does the replay
+        idx, loss, right, epoch = idx[finite], loss[finite], right[finite], epoch[finite]
+        if idx.numel() == 0:
+            return
+        unique, inverse = torch.unique(idx, return_inverse=True)
+        last = torch.full(unique.shape, -1, dtype=torch.int64, device=device).scatter_reduce_(
+            0, inverse, torch.arange(idx.numel(), device=device), "amax")
+        self.scores[unique] = loss[last]
+        self.seen_epoch[unique] = epoch[last]
+        known = right[last] >= 0
+        self.correct[unique[known]] = right[last][known]
+
+    def state_dict(self) -> dict:
+        return dict(num_samples=self.num_samples, epoch=self.epoch, scores=self.scores.clone(),
+                    correct=self.correct.clone(), seen_epoch=self.seen_epoch.clone(),
+                    pending=[(i.clone(), l.clone(), r.clone(), e) for i, l, r, e in self._pending])
+
+    def load_state_dict(self, state: dict) -> None:
+        if state["num_samples"] != self.num_samples or state["scores"].dtype != self.scores.dtype:
+            raise ValueError(f"state is for a table of {state['num_samples']} {state['scores'].dtype} scores; this one "
+                             f"holds {self.num_samples} {self.scores.dtype}")
+        device = self.device
+        self.epoch = state["epoch"]
+        self.scores, self.correct, self.seen_epoch = (state[k].to(device).clone()
+                                                      for k in ("scores", "correct", "seen_epoch"))
+        self._pending = [(i.to(device), l.to(device), r.to(device), e) for i, l, r, e in state["pending"]]
+
+
+def scoring_forward(model: nn.Module, inputs: Any, *, device: Union[torch.device, str, None] = None,
+                    mode: str = "eval", scale: Optional[float] = None, score_fn=None) -> Tensor:
+    """The gradient-free forward that the per-batch selectors score a raw batch with.
+
+    Runs under ``torch.inference_mode`` (cheaper than ``no_grad``: no version counters or view
+    tracking) with the model in ``mode`` ("eval" or "train"), the inputs (any pytree of
+    tensors) moved to ``device``; ``scale`` in (0, 1) first downsamples every 4-D floating
+    input bilinearly (Composer's SelectiveBackprop ``scale_factor``; the model must accept the
+    smaller size, e.g. end in adaptive pooling). Returns ``score_fn(outputs)`` (default: the
+    outputs), computed in inference mode too.
+    """
+    x = pytree.tree_map(lambda t: t.to(device), inputs) if device is not None else inputs
+    if scale is not None:
+        x = pytree.tree_map(lambda t: nn.functional.interpolate(t, scale_factor=scale, mode="bilinear",
+                                                                align_corners=False)
+                            if isinstance(t, Tensor) and t.dim() == 4 and t.is_floating_point() else t, x)
+    was_training = model.training
+    model.train(mode == "train")
+    try:
+        with torch.inference_mode():
+            out = model(x)
+            return out if score_fn is None else score_fn(out)
+    finally:
+        model.train(was_training)
+
+
+def check_score_scale(scale) -> Optional[float]:
+    if scale is not None and (isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 0.0 < scale < 1.0):
+        raise ValueError(f"score_scale must be None or a number in (0, 1), got {scale!r}")
+    return None if scale is None else float(scale)
+
+
+def weighted_mean(losses: Tensor, weights: Optional[Tensor] = None) -> Tensor:
+    """``(losses * weights).sum() / len(losses)``: the batch loss with per-sample weights.
+
+    With the weights of :meth:`TableSampler.weights` (1/q for a sample kept with probability q)
+    the expected weighted loss of an epoch equals the full-data one (InfoBatch's rescaling).
+    ``weights=None`` gives the plain mean.
+
+    Args:
+        losses (Tensor[B]): per-sample losses (``reduction="none"``).
+        weights (Tensor[B], optional): per-sample weights, moved to the device and dtype of losses.
+    """
+    if not isinstance(losses, Tensor) or losses.dim() != 1:
+        raise ValueError(f"losses must be a 1-D tensor of per-sample losses (reduction='none'), got "
+                         f"{tuple(getattr(losses, 'shape', ())) if isinstance(losses, Tensor) else type(losses).__name__}")
+    if weights is None:
+        return losses.mean()
+    if not isinstance(weights, Tensor) or weights.shape != losses.shape:
+        raise ValueError(f"weights must be a tensor of shape {tuple(losses.shape)}, got "
+                         f"{tuple(weights.shape) if isinstance(weights, Tensor) else type(weights).__name__}")
+    return (losses * weights.to(device=losses.device, dtype=losses.dtype)).sum() / max(losses.numel(), 1)
+
+
+class TableSampler(Sampler[int]):
+    """A Sampler whose epoch is chosen from a :class:`ScoreTable` by one ``table_select`` call.
+
+    Each epoch's indices (and their loss weights, :meth:`weights`) come from the table's scores
+    recorded in earlier epochs, by ``rule`` (see :func:`dsampling_ext.ops.table_select`):
+    forced indices (never scored, or untrained for more than ``staleness`` epochs) and
+    non-candidates are always kept with weight 1; each candidate is dropped with probability
+    ``prune``, and with ``reweight`` a kept one weighs 1/(1 - prune). In the last
+    ceil(``anneal`` * ``epochs``) epochs (``full_data_from`` on) every index is kept with
+    weight 1. The kept indices are shuffled (Philox, keyed by seed and epoch).
+
+    :meth:`set_epoch` makes the epoch's selection (so ``len(sampler)`` is known from the start
+    of the epoch, for LR schedulers) and stamps the table's records with the epoch. The
+    selection depends only on (table, epoch, configuration), so every rank that holds the same
+    table (see :meth:`ScoreTable.sync`, which set_epoch calls) makes the same one; each rank
+    then yields its shard, like DistributedSampler. Iterated in the DataLoader's main process,
+    so workers (persistent or not) need nothing.
+
+    Args:
+        table: the ScoreTable the training loop records into.
+        epochs: the run's total number of epochs (for the annealing).
+        rule: "mean", "pmf", "percentile" or "mismatch".
+        prune: share of the candidates dropped each epoch, in [0, 1].
+        anneal: share of the last epochs trained on everything, in [0, 1).
+        staleness: epochs an index may go untrained before it is forced back (>= 1).
+        bins, threshold: the "pmf" rule's bins and PMF threshold.  beta: the "percentile" exponent.
+        reweight: weights 1/(1 - prune) for kept candidates (default: on for "mean" and "pmf").
+        min_size: if fewer indices are kept, random others are added (weight 1) up to it.
+        seed: seed of every draw.  shuffle: shuffle the kept indices each epoch.
+        num_replicas, rank: data-parallel sharding (default: from torch.distributed, else 1, 0).
+    """
+
+    def __init__(self, table: ScoreTable, epochs: int, rule: str = "mean", prune: float = 0.5, anneal: float = 0.0,
+                 staleness: int = 3, bins: Union[int, str] = "sturges", threshold: float = 0.1, beta: float = 2.0,
+                 reweight: Optional[bool] = None, min_size: int = 1, seed: int = 0, shuffle: bool = True,
+                 num_replicas: Optional[int] = None, rank: Optional[int] = None):
+        if not isinstance(table, ScoreTable):
+            raise TypeError(f"table must be a dsampling_ext.ScoreTable, got {type(table).__name__}")
+        if isinstance(anneal, bool) or not isinstance(anneal, (int, float)) or not 0.0 <= anneal < 1.0:
+            raise ValueError(f"anneal must be a number in [0, 1), got {anneal!r}")
+        ops._choice("rule", rule, ops.TABLE_RULES)
+        reweight = ops.REWEIGHT_DEFAULT[rule] if reweight is None else reweight
+        # Every selection argument is checked now, on an empty table, not at the first epoch.
+        ops.table_select(torch.zeros(0, dtype=torch.int8 if rule == "mismatch" else torch.float32),
+                         torch.zeros(0, dtype=torch.int32), 0, rule, prune=prune, staleness=staleness, bins=bins,
+                         threshold=threshold, beta=beta, reweight=reweight, seed=seed)
+        self.table = table
+        self.epochs = require_int("epochs", epochs, 1)
+        self.rule, self.anneal, self.reweight = rule, float(anneal), reweight
+        self.prune, self.staleness, self.bins, self.threshold, self.beta = float(prune), staleness, bins, threshold, beta
+        self.min_size = require_int("min_size", min_size, 0)
+        self.seed = require_seed(seed)
+        self.shuffle = bool(shuffle)
+        self.num_replicas, self.rank = resolve_replicas(num_replicas, rank)
+        self.epoch = 0
+        self._selection: Optional[tuple[int, Tensor, Tensor]] = None  # (epoch, kept indices, weights)
+        self._lookup: dict = {}  # device -> (per-index code, weight of each code)
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}(num_samples={self.table.num_samples}, epochs={self.epochs}, rule={self.rule!r}, "
+                f"prune={self.prune}, anneal={self.anneal}, staleness={self.staleness}, bins={self.bins!r}, "
+                f"threshold={self.threshold}, beta={self.beta}, reweight={self.reweight}, min_size={self.min_size}, "
+                f"seed={self.seed}, shuffle={self.shuffle})")
+
+    @property
+    def full_data_from(self) -> float:
+        """The first epoch trained on every index: the last ceil(anneal * epochs) epochs are
+        (at least one when anneal > 0; never when anneal is 0)."""
+        if self.anneal == 0:
+            return math.inf
+        return self.epochs - math.ceil(round(self.anneal * self.epochs, 9))
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select epoch ``epoch``'s indices and weights (a collective under torch.distributed)."""
+        self.epoch = require_int("epoch", epoch, 0)
+        self.table.set_epoch(epoch)
+        self._select()
+
+    def _select(self) -> tuple[Tensor, Tensor]:
+        if self._selection is not None and self._selection[0] == self.epoch:
+            return self._selection[1], self._selection[2]
+        table, n = self.table, self.table.num_samples
+        table.sync()
+        table.check()
+        if self.epoch >= self.full_data_from:
+            kept, weights = torch.arange(n), torch.ones(n)
+        else:
+            source = table.correct if self.rule == "mismatch" else table.scores
+            kept, weights = ops.table_select(
+                source, table.seen_epoch, self.epoch, self.rule, prune=self.prune, staleness=self.staleness,
+                bins=self.bins, threshold=self.threshold, beta=self.beta, reweight=self.reweight, seed=self.seed,
+                offset=self.epoch)
+            kept, weights = kept.cpu(), weights.cpu()
+            if kept.numel() < min(self.min_size, n):
+                kept, weights = self._top_up(kept, weights)
+        self._set_selection(self.epoch, kept, weights)
+        return kept, weights
+
+    def _set_selection(self, epoch: int, kept: Tensor, weights: Tensor) -> None:
+        """Keep the epoch's selection, and a dense per-index code for O(1) weight lookups:
+        0 = not drawn, c = the c-th distinct weight (there are a handful)."""
+        self._selection = (epoch, kept, weights)
+        values, inverse = torch.unique(weights, return_inverse=True)
+        code = torch.zeros(self.table.num_samples, dtype=torch.uint8 if values.numel() < 256 else torch.int64)
+        code[kept] = (inverse + 1).to(code.dtype)
+        self._lookup = {torch.device("cpu"): (code, torch.cat([torch.zeros(1), values]))}
+
+    def _top_up(self, kept: Tensor, weights: Tensor) -> tuple[Tensor, Tensor]:
+        """Add random unkept indices (weight 1) up to min_size: Philox-ranked, ties to the lower index."""
+        u = ops.philox_uniform(self.table.num_samples, self.seed, _FILL_OFFSET + self.epoch)
+        u[kept] = 2.0
+        extra = torch.sort(u, stable=True).indices[: self.min_size - kept.numel()]
+        kept, order = torch.cat([kept, extra]).sort()
+        return kept, torch.cat([weights, torch.ones(extra.numel())])[order]
+
+    @property
+    def indices(self) -> Tensor:
+        """This epoch's kept indices, in increasing order (a copy)."""
+        return self._select()[0].clone()
+
+    def __len__(self) -> int:
+        return sharded_length(self._select()[0].numel(), self.num_replicas)
+
+    def __iter__(self) -> Iterator[int]:
+        kept, _ = self._select()
+        order = kept.clone()
+        if self.shuffle:
+            ops.random_subset_(order, order.numel(), self.seed, _SHUFFLE_OFFSET + self.epoch)
+        return iter(shard(order, self.num_replicas, self.rank).tolist())
+
+    def weights(self, indices: Tensor) -> Tensor:
+        """Loss weights of these dataset indices in this epoch (float32, on their device).
+
+        A lookup in a per-index code (one byte per sample) made at selection. Checks on the CPU
+        that every index was drawn this epoch (a ValueError names the first that was not); CUDA
+        indices are looked up on the device without that check (no host sync).
+        """
+        indices = _index_tensor("indices", indices)
+        self._select()
+        device = indices.device
+        if device not in self._lookup:
+            self._lookup[device] = tuple(t.to(device) for t in self._lookup[torch.device("cpu")])
+        code, values = self._lookup[device]
+        found = code[indices].long()
+        if device.type == "cpu" and indices.numel() and not bool(found.all()):
+            raise ValueError(f"indices must be drawn by this sampler in epoch {self.epoch}; "
+                             f"{int(indices[found == 0][0])} was not")
+        return values[found]
+
+    def state_dict(self) -> dict:
+        """Configuration, epoch and this epoch's selection (records made since it changed the
+        table, so a resumed epoch must not select again)."""
+        sel = self._selection
+        return dict(config=repr(self), epoch=self.epoch,
+                    selection=None if sel is None else (sel[0], sel[1].clone(), sel[2].clone()))
+
+    def load_state_dict(self, state: dict) -> None:
+        if state["config"] != repr(self):
+            raise ValueError(f"state was saved by {state['config']}, not by {self!r}")
+        self.epoch = state["epoch"]
+        sel = state["selection"]
+        self._selection, self._lookup = None, {}
+        if sel is not None:
+            self._set_selection(sel[0], sel[1].clone(), sel[2].clone())

@@ -1,0 +1,306 @@
+"""ScoreTable, PruningSampler / TableSampler, weighted_mean, ProgressLR and the filter's
+training-scored mode, in the loops a user writes."""
+
+import math
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+import dsampling_ext
+from dsampling_ext import IndexedDataset, MisclassifiedFilter, ProgressLR, PruningSampler, ScoreTable, weighted_mean
+from reference import table_select_reference
+
+
+def linear_task(n=600, d=6, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, d, generator=g)
+    y = (x[:, 0] + 0.5 * x[:, 1] > 0).long()
+    return x, y
+
+
+def train(epochs, sampler, table, x, y, model=None, stop=None, start=None, num_workers=0, persistent=False):
+    """A plain loop with the three-line change; returns the (indices, weights) of every step.
+    `stop=(epoch, step)` returns early; `start=(epoch, step)` skips the steps a resumed run did."""
+    torch.manual_seed(0)
+    model = model or nn.Linear(x.shape[1], 2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    loader = DataLoader(IndexedDataset(TensorDataset(x, y)), batch_size=32, sampler=sampler, num_workers=num_workers,
+                        persistent_workers=persistent)
+    steps = []
+    for epoch in range(start[0] if start else 0, epochs):
+        sampler.set_epoch(epoch)
+        for i, (xb, yb, idx) in enumerate(loader):
+            if start and (epoch, i) < start:
+                continue
+            if stop and (epoch, i) == stop:
+                return steps, model
+            logits = model(xb)
+            losses = nn.functional.cross_entropy(logits, yb, reduction="none")
+            table.record(idx, losses, logits, yb)
+            w = sampler.weights(idx)
+            loss = weighted_mean(losses, w)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            steps.append((epoch, idx.tolist(), w.tolist()))
+    return steps, model
+
+
+def test_epochs_follow_the_rule_and_anneal():
+    x, y = linear_task()
+    table = ScoreTable(len(y))
+    sampler = PruningSampler(table, epochs=8, prune=0.5, anneal=0.25, seed=3)
+    snapshots = {}
+    loader = DataLoader(IndexedDataset(TensorDataset(x, y)), batch_size=50, sampler=sampler)
+    model = nn.Linear(6, 2)
+    for epoch in range(8):
+        before = (table.scores.clone(), table.seen_epoch.clone())
+        sampler.set_epoch(epoch)
+        snapshots[epoch] = (before, sampler.indices, len(loader))
+        seen = []
+        for xb, yb, idx in loader:
+            table.record(idx, nn.functional.cross_entropy(model(xb), yb, reduction="none").detach())
+            seen += idx.tolist()
+        assert sorted(seen) == sampler.indices.tolist()  # each kept index exactly once
+    assert snapshots[0][1].tolist() == list(range(600))  # nothing scored yet: all forced
+    for epoch in (1, 3, 5):
+        (scores, seen_epoch), kept, _ = snapshots[epoch]
+        want, _ = table_select_reference(scores, seen_epoch, epoch, "mean", prune=0.5, staleness=3, seed=3, offset=epoch)
+        assert torch.equal(kept, want) and kept.numel() < 600
+    assert sampler.full_data_from == 6
+    assert snapshots[6][1].tolist() == list(range(600)) == snapshots[7][1].tolist()  # the last 25%: everything
+    assert snapshots[5][1].numel() < 600
+    assert [PruningSampler(table, e, anneal=a).full_data_from for e, a in ((12, 0.125), (4, 0.125), (8, 0.125))] == [10, 3, 7]
+    assert snapshots[1][2] == math.ceil(snapshots[1][1].numel() / 50)  # len(loader) known at the epoch's start
+
+
+def test_weights_of_kept_candidates_and_errors():
+    x, y = linear_task()
+    table = ScoreTable(len(y))
+    sampler = PruningSampler(table, epochs=4, prune=0.75, seed=1)
+    table.record(torch.arange(600), torch.linspace(0, 1, 600))  # epoch 0: below-mean = the first half
+    sampler.set_epoch(1)
+    kept = sampler.indices
+    w = sampler.weights(kept)
+    assert set(w[kept < 300].tolist()) == {4.0} and set(w[kept >= 300].tolist()) == {1.0}
+    assert int((kept >= 300).sum()) == 300  # above the mean: all kept
+    dropped = sorted(set(range(300)) - set(kept.tolist()))
+    with pytest.raises(ValueError, match=f"indices must be drawn by this sampler in epoch 1; {dropped[0]} was not"):
+        sampler.weights(torch.tensor([kept[0].item(), dropped[0]]))
+    assert sampler.weights(torch.zeros(0, dtype=torch.int64)).shape == (0,)
+
+
+def test_weighted_gradient_is_unbiased():
+    """On a fixed linear model, the weighted epoch gradient averaged over R independent draws
+    equals the full-data gradient within 4 standard errors (the variance is known exactly:
+    a candidate kept with probability q contributes g_i/N with variance (g_i/N)^2 (1/q - 1))."""
+    x, y = linear_task(n=400)
+    n = len(y)
+    model = nn.Linear(6, 2)
+    per_sample = []
+    for i in range(n):
+        model.zero_grad()
+        nn.functional.cross_entropy(model(x[i : i + 1]), y[i : i + 1]).backward()
+        per_sample.append(torch.cat([model.weight.grad.flatten(), model.bias.grad]).double())
+    grads = torch.stack(per_sample)  # [n, p]
+    full = grads.mean(0)
+    with torch.no_grad():
+        losses = nn.functional.cross_entropy(model(x), y, reduction="none")
+    table = ScoreTable(n)
+    table.record(torch.arange(n), losses)
+
+    def epoch_gradient(seed, reweight):
+        sampler = PruningSampler(table, epochs=10, prune=0.6, seed=seed, reweight=reweight)
+        sampler.set_epoch(1)
+        kept = sampler.indices
+        return (grads[kept] * sampler.weights(kept).double()[:, None]).sum(0) / n
+
+    draws = 300
+    mean = torch.stack([epoch_gradient(s, True) for s in range(draws)]).mean(0)
+    candidate = (losses.double() < losses.double().mean())
+    variance = ((grads[candidate] / n) ** 2 * (1 / 0.4 - 1)).sum(0)
+    standard_error = (variance / draws).sqrt()
+    assert ((mean - full).abs() <= 4 * standard_error + 1e-12).all(), (mean - full) / standard_error
+    # The same estimate without the 1/q weights is biased: it fails the same bound.
+    biased = torch.stack([epoch_gradient(s, False) for s in range(draws)]).mean(0)
+    assert not ((biased - full).abs() <= 4 * standard_error + 1e-12).all()
+
+
+def test_resume_mid_epoch_gives_identical_steps():
+    x, y = linear_task()
+    epochs = 5
+
+    def fresh():
+        table = ScoreTable(len(y))
+        return table, PruningSampler(table, epochs, prune=0.5, anneal=0.2, seed=7)
+
+    whole_table, sampler = fresh()
+    whole, whole_model = train(epochs, sampler, whole_table, x, y)
+    for stop in [(1, 0), (2, 5), (3, 11)]:
+        table, sampler = fresh()
+        first, model = train(epochs, sampler, table, x, y, stop=stop)
+        saved = dict(table=table.state_dict(), sampler=sampler.state_dict(), model=model.state_dict())
+        table2, sampler2 = fresh()
+        table2.load_state_dict(saved["table"])
+        sampler2.load_state_dict(saved["sampler"])
+        model2 = nn.Linear(6, 2)
+        model2.load_state_dict(saved["model"])
+        rest, _ = train(epochs, sampler2, table2, x, y, model=model2, start=stop)
+        assert first + rest == whole
+        assert torch.equal(table2.scores, whole_table.scores) and torch.equal(table2.seen_epoch, whole_table.seen_epoch)
+
+
+def test_state_from_another_configuration_is_refused():
+    table = ScoreTable(100)
+    state = PruningSampler(table, 5, prune=0.5).state_dict()
+    with pytest.raises(ValueError, match="state was saved by"):
+        PruningSampler(table, 5, prune=0.3).load_state_dict(state)
+    with pytest.raises(ValueError, match="state is for a table of 100"):
+        ScoreTable(99).load_state_dict(table.state_dict())
+
+
+@pytest.mark.parametrize("persistent", [False, True])
+def test_dataloader_workers_see_the_same_epochs(persistent):
+    x, y = linear_task(n=300)
+    runs = []
+    for workers in (0, 2):
+        table = ScoreTable(len(y))
+        sampler = PruningSampler(table, 4, seed=2)
+        runs.append(train(4, sampler, table, x, y, num_workers=workers, persistent=persistent and workers > 0)[0])
+    assert runs[0] == runs[1]
+    assert sum(len(idx) for e, idx, _ in runs[0] if e == 2) < 300  # pruning happened
+
+
+@pytest.mark.parametrize("rule", ["pmf", "percentile", "mismatch"])
+def test_other_rules_on_training_scores(rule):
+    x, y = linear_task(n=500)
+    table = ScoreTable(len(y))
+    sampler = PruningSampler(table, 4, rule=rule, prune=0.5, seed=4)
+    train(2, sampler, table, x, y)
+    sampler.set_epoch(2)
+    source = table.correct if rule == "mismatch" else table.scores
+    want, want_w = table_select_reference(source, table.seen_epoch, 2, rule, prune=0.5, staleness=3, seed=4, offset=2)
+    assert torch.equal(sampler.indices, want) and torch.equal(sampler.weights(want), want_w)
+
+
+def test_misclassified_filter_scored_from_training():
+    x, y = linear_task(n=400)
+    filt = MisclassifiedFilter(16, mode="epoch", scores="training", keep_correct=0.0, staleness=2, seed=1)
+    table = ScoreTable(len(y))
+    sampler = filt.epoch_sampler(table=table)
+    model = nn.Linear(6, 2)
+    sampler.set_epoch(0)
+    assert len(sampler) == 400
+    with torch.no_grad():
+        logits = model(x)
+    table.record(torch.arange(400), nn.functional.cross_entropy(logits, y, reduction="none"), logits, y)
+    sampler.set_epoch(1)
+    wrong = (logits.argmax(1) != y).nonzero().flatten()
+    assert sampler.indices.tolist() == wrong.tolist()  # keep_correct 0: exactly the misclassified
+    table.record(wrong, torch.ones(wrong.numel()), logits[wrong], y[wrong])  # epoch 1 trains only them
+    sampler.set_epoch(4)  # the correct ones were last seen in epoch 0: 4 - 0 > staleness 2
+    assert len(sampler) == 400
+    with pytest.raises(ValueError, match="margin must be None with scores='training'"):
+        MisclassifiedFilter(16, mode="epoch", scores="training", margin=0.1)
+    with pytest.raises(ValueError, match="scores='training' needs mode='epoch'"):
+        MisclassifiedFilter(16, scores="training")
+    with pytest.raises(TypeError, match="epoch_sampler\\(table=score_table\\)"):
+        filt.epoch_sampler(model, [])
+
+
+def test_filter_fallback_tops_up_to_the_batch_size():
+    table = ScoreTable(100)
+    sampler = MisclassifiedFilter(32, mode="epoch", scores="training", keep_correct=0.0).epoch_sampler(table=table)
+    table.record(torch.arange(100), torch.zeros(100), torch.eye(2)[torch.zeros(100, dtype=torch.long)],
+                 torch.zeros(100, dtype=torch.long))  # every sample right
+    sampler.set_epoch(1)
+    kept = sampler.indices
+    assert kept.numel() == 32 and kept.unique().numel() == 32
+    assert torch.equal(sampler.weights(kept), torch.ones(32))
+
+
+def test_record_errors_name_the_argument():
+    table = ScoreTable(10)
+    with pytest.raises(ValueError, match=r"losses must have shape \(3,\) \(one per index: use reduction='none'\)"):
+        table.record(torch.tensor([1, 2, 3]), torch.tensor(0.5))
+    with pytest.raises(TypeError, match="indices must be a torch.Tensor"):
+        table.record([1, 2], torch.tensor([0.5, 0.5]))
+    with pytest.raises(RuntimeError, match=r"indices must be in \[0, 10\)"):
+        table.record(torch.tensor([10]), torch.tensor([0.5]))
+    with pytest.raises(RuntimeError, match="losses must be finite, got nan"):
+        table.record(torch.tensor([1]), torch.tensor([float("nan")]))
+    with pytest.raises(ValueError, match="logits and targets must be given together"):
+        table.record(torch.tensor([1]), torch.tensor([0.5]), logits=torch.randn(1, 2))
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(prune=-0.1), r"prune must be a number in \[0, 1\]"),
+    (dict(prune=1.0), r"reweight must be False with prune=1.0"),
+    (dict(anneal=1.0), r"anneal must be a number in \[0, 1\)"),
+    (dict(rule="median"), "rule must be one of"),
+    (dict(epochs=0), "epochs must be an int >= 1"),
+    (dict(staleness=0), "staleness must be an int >= 1"),
+    (dict(rule="pmf", threshold=1.0), r"threshold must be a number in \[0, 1\)"),
+    (dict(seed=1.5), "seed must be an int"),
+])
+def test_sampler_rejects_bad_arguments(kwargs, match):
+    args = dict(epochs=5)
+    args.update(kwargs)
+    with pytest.raises((ValueError, TypeError), match=match):
+        PruningSampler(ScoreTable(10), **args)
+    with pytest.raises(TypeError, match="table must be a dsampling_ext.ScoreTable"):
+        PruningSampler(torch.zeros(10), 5)
+
+
+def test_weighted_mean():
+    losses = torch.tensor([1.0, 2.0, 3.0, 4.0])
+    assert float(weighted_mean(losses, torch.tensor([2.0, 1.0, 2.0, 1.0]))) == pytest.approx((2 + 2 + 6 + 4) / 4)
+    assert float(weighted_mean(losses)) == 2.5
+    with pytest.raises(ValueError, match=r"weights must be a tensor of shape \(4,\)"):
+        weighted_mean(losses, torch.ones(3))
+    with pytest.raises(ValueError, match="losses must be a 1-D tensor of per-sample losses"):
+        weighted_mean(losses.mean(), torch.ones(1))
+
+
+def test_progress_lr_ends_its_schedule_whatever_the_steps():
+    model = nn.Linear(2, 2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    schedule = ProgressLR(opt, epochs=4)
+    lrs = []
+    for epoch, steps in enumerate([10, 3, 7, 1]):  # steps per epoch vary, as with pruning
+        for i in range(steps):
+            schedule.step(epoch + (i + 1) / steps)
+            lrs.append(opt.param_groups[0]["lr"])
+    assert lrs[-1] == pytest.approx(0.0, abs=1e-12) and lrs[9] == pytest.approx(0.1 * (1 + math.cos(math.pi / 4)) / 2)
+    assert all(a >= b for a, b in zip(lrs, lrs[1:]))
+    warm = ProgressLR(torch.optim.SGD(model.parameters(), lr=1.0), epochs=10, schedule="linear", warmup=1.0)
+    warm.step(0.5)
+    assert warm.get_last_lr() == [0.5]
+    warm.step(5.0)
+    assert warm.get_last_lr() == [pytest.approx(0.5)]
+    with pytest.raises(ValueError, match="schedule must be one of"):
+        ProgressLR(opt, 4, schedule="step")
+
+
+def test_indexed_dataset_shapes():
+    base = TensorDataset(torch.arange(5).float(), torch.arange(5))
+    assert IndexedDataset(base)[3] == (base[3][0], base[3][1], 3)
+
+    class Dicts(torch.utils.data.Dataset):
+        def __len__(self):
+            return 2
+
+        def __getitem__(self, i):
+            return {"image": torch.zeros(1), "label": i}
+
+    assert IndexedDataset(Dicts())[1]["index"] == 1
+    assert IndexedDataset(Dicts(), index_key="idx")[0]["idx"] == 0
+    with pytest.raises(TypeError, match="dataset must be a map-style dataset"):
+        IndexedDataset(5)
+
+
+def test_exported():
+    for name in ("ScoreTable", "PruningSampler", "TableSampler", "weighted_mean", "ProgressLR", "IndexedDataset"):
+        assert name in dsampling_ext.__all__
