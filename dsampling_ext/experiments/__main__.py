@@ -40,6 +40,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="optimizer steps between test evaluations (and every epoch end)")
     p.add_argument("--dt-size", type=float, default=defaults.dt_size,
                    help="dynamic partition: |A| as a fraction of the training set")
+    p.add_argument("--shift", type=int, default=defaults.shift,
+                   help="augment training images with random shifts of up to this many pixels (0: none)")
     p.add_argument("--prune", type=float, default=defaults.prune,
                    help="pruning methods: share of the candidates dropped each epoch")
     p.add_argument("--anneal", type=float, default=defaults.anneal,
@@ -73,7 +75,7 @@ def main(argv=None) -> int:
     cfg = Config(methods=args.methods, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, momentum=args.momentum,
                  schedule=args.schedule, model=args.model, seeds=args.seeds, seed=args.seed, target_drop=args.target_drop,
                  eval_steps=args.eval_steps, threads=args.threads, dt_size=args.dt_size, prune=args.prune,
-                 anneal=args.anneal,
+                 anneal=args.anneal, shift=args.shift,
                  controls=not args.no_controls, random_subset_fraction=args.random_subset_fraction,
                  progress=not args.no_progress)
     data = load_dataset(args.dataset, args.data_dir, size=args.size, label_noise=args.label_noise,

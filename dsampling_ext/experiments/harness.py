@@ -24,7 +24,7 @@ from typing import Callable, Iterator, Optional
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 import dsampling_ext
 from dsampling_ext import (
@@ -58,7 +58,7 @@ DEFAULT_METHODS = ("uniform", "pruning", "pruning_pmf", "pruning_percentile", "m
 @dataclass
 class Config:
     methods: tuple = DEFAULT_METHODS
-    epochs: int = 15
+    epochs: int = 8
     batch_size: int = 128
     lr: float = 0.05
     momentum: float = 0.9
@@ -72,9 +72,28 @@ class Config:
     dt_size: float = 0.5
     controls: bool = True
     random_subset_fraction: float = 0.5  # when random_subset is asked for by name
+    shift: int = 2  # training-image augmentation: random shifts of up to this many pixels (0: none)
     prune: float = 0.5  # the pruning samplers' share of candidates dropped
     anneal: float = 0.125  # the pruning samplers' share of last epochs on all data
     progress: bool = True
+
+
+class RandomShift(Dataset):
+    """Training images shifted by a random whole number of pixels in [-shift, shift] along each
+    axis (zero padding), a fresh shift at every access: the standard MNIST/CIFAR augmentation,
+    which keeps the test accuracy rising over more epochs. Yields (image, label, index)."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, shift: int, seed: int):
+        self.x = nn.functional.pad(x, (shift, shift, shift, shift))
+        self.y, self.shift, self.size = y, shift, x.shape[-2:]
+        self.generator = torch.Generator().manual_seed(seed + 10_000)
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitem__(self, i: int):
+        dy, dx = torch.randint(0, 2 * self.shift + 1, (2,), generator=self.generator).tolist()
+        return self.x[i, :, dy : dy + self.size[0], dx : dx + self.size[1]], self.y[i], i
 
 
 class TrainClock:
@@ -141,7 +160,8 @@ def run_method(method: str, data: ImageData, cfg: Config, seed: int, budget: Opt
     scheduler = _schedule(optimizer, cfg)
     loss_fn = nn.CrossEntropyLoss(reduction="none")
     n = len(data.train_y)
-    dataset = TensorDataset(data.train_x, data.train_y, torch.arange(n))
+    dataset = (RandomShift(data.train_x, data.train_y, cfg.shift, seed) if cfg.shift
+               else TensorDataset(data.train_x, data.train_y, torch.arange(n)))
     order = torch.Generator().manual_seed(seed)
     timer = StageTimer()
     clock = TrainClock()
