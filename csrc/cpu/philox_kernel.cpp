@@ -5,6 +5,7 @@
 
 #include "common/checks.h"
 #include "common/philox.h"
+#include "cpu/uniforms.h"
 
 namespace dsampling {
 namespace {
@@ -14,15 +15,15 @@ void philox_fill_uniform_cpu(const at::Tensor& out, int64_t seed, int64_t offset
   TORCH_CHECK(out.is_cpu(), "philox_fill_uniform_: out must be a CPU tensor, got ", out.device());
   float* data = out.mutable_data_ptr<float>();
   const int64_t n = out.numel();
-  const int64_t num_blocks = (n + 3) / 4;
-  at::parallel_for(0, num_blocks, 4096, [&](int64_t begin, int64_t end) {
-    for (int64_t b = begin; b < end; ++b) {
-      const philox::Block block = philox::stream_block(seed, offset, static_cast<uint64_t>(b));
-      for (int w = 0; w < 4 && 4 * b + w < n; ++w) {
-        data[4 * b + w] = philox::to_uniform(block.v[w]);
-      }
-    }
+  const int64_t full_blocks = n / 4;
+  at::parallel_for(0, full_blocks, 4096, [&](int64_t begin, int64_t end) {
+    cpu::fill_uniforms(seed, offset, begin, end - begin, data + 4 * begin);
   });
+  if (n % 4 != 0) {  // the last, partial block
+    float tail[4];
+    cpu::fill_uniforms(seed, offset, full_blocks, 1, tail);
+    for (int64_t i = 4 * full_blocks; i < n; ++i) data[i] = tail[i - 4 * full_blocks];
+  }
 }
 
 at::Tensor philox4x32_10_cpu(const at::Tensor& counter, int64_t seed) {

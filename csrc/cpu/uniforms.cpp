@@ -1,0 +1,25 @@
+#include "cpu/uniforms.h"
+
+#include "common/philox.h"
+
+#if defined(__x86_64__) && defined(__linux__) && defined(__GNUC__) && !defined(__clang__)
+#define DS_CPU_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define DS_CPU_CLONES
+#endif
+
+namespace dsampling {
+namespace cpu {
+
+DS_CPU_CLONES void fill_uniforms(int64_t seed, int64_t offset, int64_t first_block, int64_t blocks, float* out) {
+  for (int64_t b = 0; b < blocks; ++b) {
+    const philox::Block r = philox::stream_block(seed, offset, static_cast<uint64_t>(first_block + b));
+    out[4 * b] = philox::to_uniform(r.v[0]);
+    out[4 * b + 1] = philox::to_uniform(r.v[1]);
+    out[4 * b + 2] = philox::to_uniform(r.v[2]);
+    out[4 * b + 3] = philox::to_uniform(r.v[3]);
+  }
+}
+
+}  // namespace cpu
+}  // namespace dsampling
