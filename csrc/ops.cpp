@@ -1,6 +1,6 @@
 // The one list of dsampling ops. Kernels register themselves next to their code, one file per
 // op and device (cpu/<op>_kernel.cpp, cuda/<op>_kernel.cu); fake kernels live in
-// dsampling_ext/ops.py, which set_python_module points the dispatcher at.
+// dsampling_ext/ops/_fakes.py, which set_python_module points the dispatcher at.
 #include <Python.h>
 #include <torch/library.h>
 
@@ -29,7 +29,7 @@ int64_t cuda_version() {
 }
 
 TORCH_LIBRARY(dsampling, m) {
-  m.set_python_module("dsampling_ext.ops");
+  m.set_python_module("dsampling_ext.ops._fakes");
 
   // Counter-based RNG shared by every method (csrc/common/philox.h).
   m.def("philox_fill_uniform_(Tensor(a!) out, int seed, int offset) -> ()");

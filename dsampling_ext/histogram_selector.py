@@ -76,10 +76,7 @@ class LossHistogramSelector:
         self.history = require_int("history", history, 1)
         if history > ops.MAX_HISTORY:
             raise ValueError(f"history must be at most {ops.MAX_HISTORY}, got {history}")
-        if isinstance(bins, str):
-            ops.bin_count(bins, 1)  # validates the rule name
-        elif isinstance(bins, bool) or not isinstance(bins, int) or not 1 <= bins <= ops.MAX_SELECT_BINS:
-            raise ValueError(f"bins must be an int in [1, {ops.MAX_SELECT_BINS}] or one of {sorted(ops.BIN_RULES)}, got {bins!r}")
+        ops._bin_rule(bins, ops.MAX_SELECT_BINS)
         self.bins = bins
         self.clip_sigma = None if clip_sigma is None else require_number("clip_sigma", clip_sigma, 0.0)
         ops._choice("clip", clip, {"clamp": 1, "drop": 2})

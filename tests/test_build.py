@@ -79,8 +79,8 @@ def test_cuda_device_check_traces_under_fullgraph(monkeypatch):
     # ops that return a non-tensor (an int) stop Dynamo, so the check reads a Python constant.
     from dsampling_ext import ops
 
-    monkeypatch.setattr(ops, "_cuda_available", lambda: True)  # not torch.cuda's: Dynamo itself asks it
-    monkeypatch.setattr(ops, "_CUDA_KERNELS", True)
+    monkeypatch.setattr(ops._common, "_cuda_available", lambda: True)  # not torch.cuda's: Dynamo itself asks it
+    monkeypatch.setattr(ops._common, "_CUDA_KERNELS", True)
     torch._dynamo.reset()
     check = torch.compile(lambda x: (ops._check_device("loss_histogram", "values", torch.device("cuda")), x + 1)[1],
                           fullgraph=True, backend="eager")
@@ -90,8 +90,8 @@ def test_cuda_device_check_traces_under_fullgraph(monkeypatch):
 def test_cuda_request_to_a_cpu_only_build_raises_cleanly(monkeypatch):
     from dsampling_ext import ops
 
-    monkeypatch.setattr(ops, "_cuda_available", lambda: True)
-    monkeypatch.setattr(ops, "_CUDA_KERNELS", False)
+    monkeypatch.setattr(ops._common, "_cuda_available", lambda: True)
+    monkeypatch.setattr(ops._common, "_CUDA_KERNELS", False)
     with pytest.raises(RuntimeError, match="loss_histogram: values is on cuda but dsampling_ext was built without CUDA"):
         ops._check_device("loss_histogram", "values", torch.device("cuda"))
 

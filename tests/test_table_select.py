@@ -236,7 +236,7 @@ def test_record_rejects_bad_inputs(bad, match):
     (dict(staleness=0), r"staleness must be an int >= 1"),
     (dict(threshold=1.0), r"threshold must be a number in \[0, 1\)"),
     (dict(beta=0.0), r"beta must be a finite number > 0"),
-    (dict(bins="scott"), r"bins must be one of"),
+    (dict(bins="scott"), r"bins must be an int or one of"),
     (dict(epoch=-2), r"epoch must be an int >= 0"),
     (dict(seen_epoch=torch.zeros(4, dtype=torch.int64)), r"seen_epoch must be a contiguous int32 tensor of shape \[4\]"),
     (dict(seen_epoch=torch.zeros(3, dtype=torch.int32)), r"seen_epoch must be a contiguous int32 tensor of shape \[4\]"),

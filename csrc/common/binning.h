@@ -17,7 +17,7 @@
 namespace dsampling {
 namespace binning {
 
-// Bin-count rules; kFixed means "use the given count". Values match the rule names in ops.py.
+// Bin-count rules; kFixed means "use the given count". Values match the rule names in dsampling_ext/ops/_common.py.
 enum Rule : int64_t { kFixed = 0, kSturges = 1, kSqrt = 2, kRice = 3 };
 
 // Number of bins for n values: sturges ceil(log2 n) + 1, sqrt ceil(sqrt n), rice ceil(2 n^(1/3)).

@@ -1,6 +1,6 @@
 // Argument checks shared by the CPU and CUDA host functions, so both twins reject the same
 // inputs with the same words: "<op>: <arg> must be <expectation>, got <actual>".
-// The fake kernels in dsampling_ext/ops.py repeat these checks with the same wording.
+// The fake kernels in dsampling_ext/ops/ repeat these checks with the same wording.
 #pragma once
 
 #include <ATen/core/Tensor.h>

@@ -1,0 +1,156 @@
+"""Loss histograms with numpy.histogram semantics, and the fused ADONIS / Selective-Backprop
+selection step: wrappers and fakes."""
+
+from __future__ import annotations
+
+import math
+from typing import Optional, Sequence, Union
+
+import torch
+from torch import Tensor
+
+from ._common import LOSS_DTYPES, _as_int64, _bin_rule, _check_device, _check_tensor, _choice, bin_count
+
+
+def loss_histogram(
+    values: Tensor,
+    bins: Union[int, str] = "sturges",
+    range: Optional[Sequence[float]] = None,
+) -> tuple[Tensor, Tensor]:
+    """Histogram of ``values`` with exactly ``numpy.histogram``'s counts and edges.
+
+    Edges are ``linspace(min, max, k + 1)`` (or over ``range``); when min == max numpy's
+    ``[min - 0.5, max + 0.5]`` is used. A value v is in bin j iff ``edges[j] <= v < edges[j+1]``,
+    the last bin also holding ``v == edges[k]``; values outside the edges are not counted.
+    Edges are computed in the dtype of ``values`` as numpy does, so float16 input gets float16
+    edges.
+
+    Args:
+        values (Tensor[...]): float16, bfloat16, float32 or float64 values, finite, non-empty;
+            any shape and strides (flattened).
+        bins: a bin count ``>= 1``, or a rule evaluated on ``values.numel()``: ``"sturges"``
+            (default, ceil(log2 n) + 1), ``"sqrt"`` or ``"rice"``.
+        range: optional ``(min, max)`` finite bounds with ``min <= max``.
+
+    Returns:
+        (counts, edges): Tensor[k] int64 and Tensor[k + 1] of the dtype of ``values``.
+
+    Raises:
+        TypeError / ValueError for bad arguments; RuntimeError for NaN/Inf values or a range too
+        narrow for ``bins`` distinct edges in this dtype (checked on the CPU; on CUDA, where the
+        check would need a host sync, NaN/Inf give NaN edges and zero counts).
+
+    Example:
+        >>> counts, edges = loss_histogram(torch.tensor([0.0, 1.0, 1.0, 3.0]), bins=3)
+        >>> counts
+        tensor([1, 2, 1])
+    """
+    _check_tensor("values", values)
+    if values.dtype not in LOSS_DTYPES:
+        raise TypeError(f"values must be float16, bfloat16, float32 or float64, got {values.dtype}")
+    if values.numel() == 0:
+        raise ValueError(f"values must be non-empty, got shape {tuple(values.shape)}")
+    _check_device("loss_histogram", "values", values.device)
+    k = bin_count(bins, values.numel())
+    if range is not None:
+        if len(range) != 2:
+            raise ValueError(f"range must be (min, max), got {len(range)} values")
+        lo, hi = float(range[0]), float(range[1])
+        if not (math.isfinite(lo) and math.isfinite(hi)):
+            raise ValueError(f"range must be finite, got ({lo}, {hi})")
+        if lo > hi:
+            raise ValueError(f"range must have min <= max, got ({lo}, {hi})")
+        range = [lo, hi]
+    return torch.ops.dsampling.loss_histogram.default(values, k, range)
+
+
+SELECT_RULES = {"pmf": 0, "cdf": 1}
+CLIP_MODES = {None: 0, "clamp": 1, "drop": 2}
+KEEP_MODES = {"bernoulli": 0, "fraction": 1, "top": 2}
+MAX_HISTORY = 65536
+MAX_SELECT_BINS = 2048
+_HISTOGRAM_SELECT = torch.ops.dsampling.histogram_select.default  # looked up once: it is called every step
+
+
+def histogram_select(
+    history: Tensor,
+    state: Tensor,
+    losses: Tensor,
+    *,
+    rule: str = "pmf",
+    bins: Union[int, str] = "sturges",
+    threshold: float = 0.1,
+    clip_sigma: Optional[float] = 1.0,
+    clip: Optional[str] = "clamp",
+    keep_fraction: float = 0.3,
+    keep: str = "bernoulli",
+    beta: float = 2.0,
+    skip_nonfinite: bool = False,
+    seed: int = 0,
+    offset: int = 0,
+    keys: Optional[Tensor] = None,
+) -> tuple[Tensor, Tensor]:
+    """One fused ADONIS / Selective-Backprop selection step (mutates ``history`` and ``state``).
+
+    In one call (one launch of one block on CUDA, no host sync): append ``losses`` to the
+    ring-buffer ``history``; compute the history's mean and population sd and clip it to
+    mean -+ ``clip_sigma``·sd (``clip="clamp"`` clamps, ``"drop"`` ignores values outside and gives
+    outside batch losses p = 0); then
+      * ``rule="pmf"`` (ADONIS): histogram the clipped history (``bins`` rule on its size n,
+        numpy.histogram float64 edges) and set p_i = count[bin(l_i)] / n; a candidate has
+        p_i > ``threshold``; ``keep="bernoulli"`` keeps each candidate with probability
+        ``keep_fraction``, ``"fraction"`` keeps exactly ceil(keep_fraction·|C|) random candidates,
+        ``"top"`` the ceil(keep_fraction·|C|) with the highest p;
+      * ``rule="cdf"`` (Selective-Backprop): p_i = percentileofscore(H, l_i, kind="rank")/100
+        raised to ``beta``, kept with probability p_i.
+    Uniforms are Philox draws keyed by (``seed``, ``offset``, ``keys[i]`` or i), so CPU and CUDA
+    return identical masks and p, with one exception: ``rule="cdf"`` with a ``beta`` that is not a
+    whole number up to 64 raises the percentile with ``pow``, whose last bit may differ between the
+    CPU and CUDA math libraries; the two devices then agree on p to a few ulps, and on keep except
+    for a draw that falls between the two values of p.
+
+    Args:
+        history (Tensor[capacity]): float32 or float64 ring buffer, 1 <= capacity <= 65536.
+        state (Tensor[2]): int64 (length, write position) of the ring buffer; start from zeros.
+        losses (Tensor[B]): per-sample losses, the dtype of ``history``.
+        keys (Tensor[B], optional): int64 dataset indices that key the random draws.
+        skip_nonfinite: ignore NaN/Inf losses (not appended, p = 0, not kept) instead of raising.
+            On CUDA they are always skipped, since raising would need a host sync.
+
+    Returns:
+        (keep, p): Tensor[B] bool and Tensor[B] float64.
+    """
+    if not (isinstance(history, Tensor) and isinstance(state, Tensor) and isinstance(losses, Tensor)):
+        for name, value in (("history", history), ("state", state), ("losses", losses)):
+            _check_tensor(name, value)
+    if losses.is_cuda:
+        _check_device("histogram_select", "losses", losses.device)
+    dtype = history.dtype
+    if dtype not in (torch.float32, torch.float64):
+        raise TypeError(f"history must be float32 or float64, got {dtype}")
+    if losses.dtype != dtype:
+        raise TypeError(f"losses must have the dtype of history ({dtype}), got {losses.dtype}")
+    options = _select_options(rule, bins, threshold, clip_sigma, clip, keep_fraction, keep, beta, skip_nonfinite)
+    return _histogram_select(history, state, losses, options, seed, offset, keys)
+
+
+def _select_options(rule, bins, threshold, clip_sigma, clip, keep_fraction, keep, beta, skip_nonfinite) -> tuple:
+    """histogram_select's options as the op takes them (rule id, bin rule, bins, threshold,
+    clip_sigma, clip id, keep_fraction, keep id, beta, skip_nonfinite); ValueError/TypeError
+    naming a bad one (the op checks the numeric ranges)."""
+    rule_id = _choice("rule", rule, SELECT_RULES)
+    clip_id = _choice("clip", clip if clip_sigma is not None else None, CLIP_MODES)
+    keep_id = _choice("keep", keep, KEEP_MODES)
+    if rule == "cdf" and keep != "bernoulli":
+        raise ValueError(f"keep must be 'bernoulli' with rule='cdf' (Selective-Backprop draws Bernoulli(p)), got {keep!r}")
+    bin_rule, fixed = _bin_rule(bins, MAX_SELECT_BINS)
+    sigma = 0.0 if clip_sigma is None else float(clip_sigma)
+    return (rule_id, bin_rule, fixed, float(threshold), sigma, clip_id, float(keep_fraction), keep_id, float(beta),
+            bool(skip_nonfinite))
+
+
+def _histogram_select(history: Tensor, state: Tensor, losses: Tensor, options: tuple, seed: int, offset: int,
+                      keys: Optional[Tensor]) -> tuple[Tensor, Tensor]:
+    """The op call behind histogram_select, with ``options`` from _select_options (so that a
+    caller with fixed options, such as LossHistogramSelector, checks them once)."""
+    return _HISTOGRAM_SELECT(history, state, losses, *options, _as_int64(seed, "seed"), _as_int64(offset, "offset"), keys)
