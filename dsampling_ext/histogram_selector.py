@@ -101,6 +101,7 @@ class LossHistogramSelector:
         self._history: Optional[Tensor] = None
         self._state: Optional[Tensor] = None
         self.last_p: Optional[Tensor] = None
+        self._nonfinite: Optional[Tensor] = None  # NaN/Inf losses counted on the device, read by set_epoch
 
     @classmethod
     def selective_backprop(cls, history: int = 1024, beta: float = 2.0, **kwargs) -> "LossHistogramSelector":
@@ -115,8 +116,23 @@ class LossHistogramSelector:
                 f"warmup_epochs={self.warmup_epochs}, staleness={self.staleness}, seed={self.seed})")
 
     def set_epoch(self, epoch: int) -> None:
-        """Set the current epoch (0-based), as with DistributedSampler."""
+        """Set the current epoch (0-based), as with DistributedSampler.
+
+        With ``nan="error"``, also raises if :meth:`select` saw NaN/Inf losses that it could not
+        refuse on the spot without a host sync (during warm-up, and on CUDA): one sync per epoch.
+        """
         self.epoch = require_int("epoch", epoch, 0)
+        if self._nonfinite is not None:
+            bad, self._nonfinite = int(self._nonfinite), None
+            if bad:
+                raise ValueError(f"losses must be finite: select() was given {bad} NaN/Inf losses since the last "
+                                 "set_epoch (warm-up or CUDA, where they are counted on the device and skipped); "
+                                 "nan='ignore' allows them")
+
+    def _count_nonfinite(self, losses: Tensor) -> None:
+        """Count NaN/Inf losses on their device (no host sync); set_epoch reads the count."""
+        bad = (~torch.isfinite(losses)).sum()
+        self._nonfinite = bad if self._nonfinite is None else self._nonfinite + bad
 
     @property
     def in_warmup(self) -> bool:
@@ -139,11 +155,16 @@ class LossHistogramSelector:
             losses (Tensor[B]): per-sample losses (e.g. ``cross_entropy(..., reduction="none")``),
                 float16/bfloat16/float32/float64; detached here.
             indices (Tensor[B], optional): dataset indices of the samples; when given, each
-                sample's random draw is keyed by its index instead of its batch position.
+                sample's random draw is keyed by its index instead of its batch position (any
+                int64 value is a valid key).
 
         Returns:
             Tensor[B] bool on the device of ``losses``. During warm-up every sample is kept and
             the history is not touched (Alg. 1, lines 11-16).
+
+        No host synchronisation: with ``nan="error"`` a NaN/Inf loss raises here on the CPU
+        (the op refuses it before changing anything); during warm-up and on CUDA it is counted
+        on the device and :meth:`set_epoch` raises. Traces under ``torch.compile(fullgraph=True)``.
         """
         if not isinstance(losses, Tensor):
             raise TypeError(f"losses must be a torch.Tensor, got {type(losses).__name__}")
@@ -156,14 +177,12 @@ class LossHistogramSelector:
             if not isinstance(indices, Tensor) or indices.shape != losses.shape or indices.dtype not in (torch.int32, torch.int64):
                 raise ValueError(f"indices must be an int32/int64 tensor of shape {tuple(losses.shape)}, got "
                                  f"{getattr(indices, 'dtype', type(indices))} {tuple(getattr(indices, 'shape', ()))}")
-            if indices.numel() and int(indices.min()) < 0:
-                raise ValueError("indices must be >= 0")
             keys = indices.to(device=losses.device, dtype=torch.int64)
         if losses.requires_grad:
             losses = losses.detach()
         if self.in_warmup:
             if self.nan == "error":
-                _require_finite(losses)
+                self._count_nonfinite(losses)
             self.last_p = None
             return torch.ones(losses.shape, dtype=torch.bool, device=losses.device)
         if self._history is None:
@@ -175,7 +194,7 @@ class LossHistogramSelector:
         if losses.dtype != self._history.dtype:
             losses = losses.to(self._history.dtype)
         if self.nan == "error" and losses.is_cuda:  # the CUDA op skips NaN/Inf: raising there would need a host sync
-            _require_finite(losses)
+            self._count_nonfinite(losses)
         local, lockstep = losses, distributed.active()
         if lockstep:
             # One history for all ranks: every rank selects on the whole global batch, in rank
@@ -340,15 +359,16 @@ def selective_batches(
         if selector.in_warmup:
             keep = torch.ones(size, dtype=torch.bool)
         else:
-            need = cache.needs_forward(indices, epoch).cpu() if cache is not None else torch.ones(size, dtype=torch.bool)
-            if bool(need.any()):
+            if cache is None:
                 with stage(timer, "selection_forward"):
-                    fresh = _selection_losses(model, loss_fn, inputs, targets, need, selection_mode, device, score_scale)
-                if cache is None:
-                    losses = fresh
-                else:
+                    losses = _selection_losses(model, loss_fn, inputs, targets, None, selection_mode, device, score_scale)
+            else:  # only the stale samples are forwarded (deciding which is a host sync)
+                need = cache.needs_forward(indices, epoch).cpu()
+                if bool(need.any()):
+                    with stage(timer, "selection_forward"):
+                        fresh = _selection_losses(model, loss_fn, inputs, targets, need, selection_mode, device,
+                                                  score_scale)
                     cache.update(indices[need.to(indices.device)], fresh, epoch)
-            if cache is not None:
                 losses = cache.lookup(indices)
             with stage(timer, "select"):
                 keep = selector.select(losses, indices)
@@ -361,8 +381,9 @@ def selective_batches(
     yield from accumulator.end_epoch()
 
 
-def _selection_losses(model, loss_fn, inputs, targets, need: Tensor, mode: str, device, scale) -> Tensor:
-    select_rows = (lambda t: t[need.to(t.device)]) if not bool(need.all()) else (lambda t: t)
+def _selection_losses(model, loss_fn, inputs, targets, need: Optional[Tensor], mode: str, device, scale) -> Tensor:
+    """Losses of the rows `need` selects (all when None) from a no-grad scoring forward."""
+    select_rows = (lambda t: t[need.to(t.device)]) if need is not None and not bool(need.all()) else (lambda t: t)
     x = pytree.tree_map(select_rows, inputs)
     y = select_rows(targets)
     y = y.to(device) if device is not None else y
