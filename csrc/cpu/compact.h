@@ -34,18 +34,24 @@ CompactPlan compact_plan(const Flag* keep, int64_t rows) {
   return plan;
 }
 
-// Writes the positions r with keep[r] != 0, in increasing order, to out[0, plan.total()).
-template <typename Flag>
-void compact_write(const Flag* keep, int64_t rows, const CompactPlan& plan, int64_t* out) {
+// Writes the positions r with keep[r] != 0, in increasing order, to out[0, plan.total()), and,
+// given `by_flag` (a lookup indexed by the flag's value), by_flag[keep[r]] to values[...] in the
+// same pass.
+template <typename Flag, typename V = float>
+void compact_write(const Flag* keep, int64_t rows, const CompactPlan& plan, int64_t* out, const V* by_flag = nullptr,
+                   V* values = nullptr) {
   const int64_t chunks = static_cast<int64_t>(plan.offset.size()) - 1;
   at::parallel_for(0, chunks, 1, [&](int64_t begin, int64_t end) {
     for (int64_t c = begin; c < end; ++c) {
       int64_t n = plan.offset[c], spare;
+      V spare_value;
       const int64_t last = std::min(rows, (c + 1) * plan.per_chunk);
       for (int64_t r = c * plan.per_chunk; r < last; ++r) {
         // Branch-free: a dropped row's write is overwritten by the next kept one; past this
-        // chunk's share it goes to `spare`, so chunks never write each other's slots.
-        *(n < plan.offset[c + 1] ? out + n : &spare) = r;
+        // chunk's share it goes to a spare, so chunks never write each other's slots.
+        const bool inside = n < plan.offset[c + 1];
+        *(inside ? out + n : &spare) = r;
+        if (values != nullptr) *(inside ? values + n : &spare_value) = by_flag[keep[r]];
         n += keep[r] != 0;
       }
     }

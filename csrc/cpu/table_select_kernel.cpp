@@ -24,7 +24,7 @@
 namespace dsampling {
 namespace {
 
-constexpr int64_t kGrain = 1 << 14;
+constexpr int64_t kGrain = 1 << 16;
 
 constexpr int64_t kDrawBlocks = 256;  // Philox blocks drawn ahead of the decisions: 1024 uniforms
 
@@ -83,7 +83,7 @@ double ordered_mean(const T* s, const int32_t* seen, int64_t n) {
   const int64_t tiles = (n + table::kTile - 1) / table::kTile;
   std::vector<double> tile_sum(tiles);
   std::vector<int64_t> tile_count(tiles);
-  at::parallel_for(0, tiles, 1, [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, tiles, kGrain / table::kTile, [&](int64_t begin, int64_t end) {
     for (int64_t t = begin; t < end; ++t) {
       const int64_t base = t * table::kTile, m = std::min(table::kTile, n - base);
       tile_sum[t] = selection::lane_tree_sum(m, [&](int64_t j) {
@@ -122,7 +122,9 @@ std::tuple<at::Tensor, at::Tensor> table_select_cpu(const at::Tensor& scores, co
     AT_DISPATCH_FLOATING_TYPES(scores.scalar_type(), "table_select_cpu", [&] {
       const scalar_t* s = scores.const_data_ptr<scalar_t>();
       at::parallel_for(0, n, kGrain, [&](int64_t b, int64_t e) {
-        for (int64_t i = b; i < e; ++i) {
+        int bad = 0;  // one branch-free scan (x - x is 0 only for finite x); the error names the first
+        for (int64_t i = b; i < e; ++i) bad |= static_cast<int>(seen[i] >= 0) & static_cast<int>(!(s[i] - s[i] == 0));
+        for (int64_t i = b; bad && i < e; ++i) {
           TORCH_CHECK(seen[i] < 0 || std::isfinite(static_cast<double>(s[i])), "table_select: scores must be finite ",
                       "where seen_epoch >= 0, got ", static_cast<double>(s[i]), " at index ", i);
         }
@@ -190,13 +192,9 @@ std::tuple<at::Tensor, at::Tensor> table_select_cpu(const at::Tensor& scores, co
   at::Tensor weights = at::empty({plan.total()}, scores.options().dtype(at::kFloat));
   int64_t* ip = indices.mutable_data_ptr<int64_t>();
   float* wp = weights.mutable_data_ptr<float>();
-  cpu::compact_write(code.data(), n, plan, ip);
   // By code: kDropped never appears here, kKept weighs 1, kKeptCandidate 1/q (a lookup, no branch).
   const float by_code[3] = {0.0f, 1.0f, reweight ? static_cast<float>(1.0 / q_candidate) : 1.0f};
-  const uint8_t* cp = code.data();
-  at::parallel_for(0, plan.total(), kGrain, [=](int64_t b, int64_t e) {
-    for (int64_t j = b; j < e; ++j) wp[j] = by_code[cp[ip[j]]];
-  });
+  cpu::compact_write(code.data(), n, plan, ip, by_code, wp);
   return {indices, weights};
 }
 
