@@ -59,6 +59,13 @@ TORCH_LIBRARY(dsampling, m) {
       "table_select(Tensor scores, Tensor seen_epoch, int epoch, int rule, float prune, int staleness, int bin_rule, "
       "int bins, float threshold, float beta, bool reweight, int seed, int offset) -> (Tensor indices, Tensor weights)");
 
+  // RAS importance sampling (SPEC section 4): gradient-norm scores with per-group sums, and
+  // weighted sampling with replacement past torch.multinomial's 2^24 categories.
+  m.def(
+      "gradnorm_scores(Tensor logits, Tensor labels, Tensor? groups, int num_groups) -> (Tensor scores, "
+      "Tensor group_sum_sq, Tensor group_count)");
+  m.def("weighted_sample(Tensor weights, SymInt num_samples, int seed, int offset) -> (Tensor indices, Tensor probs)");
+
   m.def("_cuda_version", &cuda_version);
 }
 

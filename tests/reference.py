@@ -301,3 +301,66 @@ def table_record_reference(n, records):
                 correct[i] = int(right[r])
     return (torch.tensor(scores, dtype=torch.float64), torch.tensor(correct, dtype=torch.int8),
             torch.tensor(seen, dtype=torch.int32))
+
+
+def philox_pairs(n: int, seed: int, offset: int) -> list:
+    """The 64-bit word pair 0 of Philox blocks 0..n-1 (element_bits(seed, offset, j, 0)), as Python ints."""
+    seed, offset = seed % 2**64, offset % 2**64
+    blocks = np.arange(n, dtype=np.uint64)
+    counter = np.stack(
+        [blocks & MASK, blocks >> np.uint64(32), np.full_like(blocks, offset & 0xFFFFFFFF), np.full_like(blocks, offset >> 32)],
+        axis=1,
+    )
+    w = philox4x32_10(counter, seed & 0xFFFFFFFF, seed >> 32).astype(np.uint64)
+    return ((w[:, 0] << np.uint64(32)) | w[:, 1]).tolist()
+
+
+def weighted_sample_reference(weights: torch.Tensor, num_samples: int, seed: int, offset: int):
+    """SPEC section 4's weighted sampling with replacement, exactly, with Python integers: q_i =
+    floor(w_i 2^s) (s: the largest scale with sum q < 2^62, found from max(w) and then the first
+    total), draw j = floor(bits_j * T / 2^64), index = the i with C_(i-1) <= u < C_i.
+    Returns (indices int64, probs float64 = q_i / T)."""
+    w = [float(v) for v in weights.double().tolist()]
+    n = len(w)
+    frac = [math.frexp(v) for v in w]  # v = f * 2^e exactly
+
+    def fixed(s):  # floor(v * 2^s) exactly: f * 2^53 is an integer
+        out = []
+        for f, e in frac:
+            m, shift = int(f * 2**53), e - 53 + s
+            out.append(m << shift if shift >= 0 else m >> -shift)
+        return out
+
+    e_max = math.frexp(max(w))[1]
+    s1 = 62 - n.bit_length() - e_max
+    t1 = sum(fixed(s1))
+    s = s1 + max(0, 62 - (t1 + n).bit_length())
+    q = fixed(s)
+    total = sum(q)
+    cumulative = np.cumsum(np.array(q, dtype=np.uint64))  # exact: total < 2^63
+    u = np.array([(b * total) >> 64 for b in philox_pairs(num_samples, seed, offset)], dtype=np.uint64)
+    idx = np.searchsorted(cumulative, u, side="right")
+    probs = [float(q[i]) / float(total) for i in idx.tolist()]  # each rounded to float64, then divided
+    return torch.from_numpy(idx.astype(np.int64)), torch.tensor(probs, dtype=torch.float64)
+
+
+def gradnorm_composite(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """What a user writes: ||softmax(z) - onehot(y)||_2 per row, in the dtype of the logits. For
+    a confident row (p_y near 1) 1 - p_y cancels: the result is off by up to eps / (1 - p_y)."""
+    p = torch.softmax(logits, 1)
+    return (p - torch.nn.functional.one_hot(labels.long(), logits.shape[1]).to(p.dtype)).norm(dim=1)
+
+
+def gradnorm_scores_reference(logits: torch.Tensor, labels: torch.Tensor, groups=None, num_groups=None):
+    """The scores in float64 without the composite's cancellation: with e_j = exp(z_j - max z),
+    Z = sum e_j, S = sum_(j != y) e_j, Q = sum_(j != y) e_j^2, the norm is sqrt(S^2 + Q) / Z
+    (1 - p_y = S / Z exactly); then the per-group sums of the squares (rows in order) and counts.
+    tests/test_importance.py checks it against the float64 composite where that does not cancel."""
+    z = logits.double()
+    e = torch.exp(z - z.max(1, keepdim=True).values) if z.shape[0] else z
+    other = e.scatter(1, labels.long()[:, None], 0.0)
+    scores = torch.sqrt(other.sum(1) ** 2 + (other * other).sum(1)) / e.sum(1)
+    g = (labels if groups is None else groups).long()
+    num_groups = z.shape[1] if num_groups is None else num_groups
+    sums = torch.zeros(num_groups, dtype=torch.float64).index_add_(0, g, scores * scores)
+    return scores, sums, torch.bincount(g, minlength=num_groups)

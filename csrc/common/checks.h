@@ -213,5 +213,40 @@ inline void table_record(const at::Tensor& scores, const at::Tensor& correct, co
   }
 }
 
+inline void weighted_sample(const at::Tensor& weights, int64_t num_samples) {
+  const char* op = "weighted_sample: ";
+  TORCH_CHECK(is_loss_dtype(weights.scalar_type()), op, "weights must be float16, bfloat16, float32 or float64, got ",
+              weights.scalar_type());
+  TORCH_CHECK(weights.dim() == 1 && weights.numel() >= 1, op, "weights must be a non-empty 1-D tensor, got shape ",
+              weights.sizes());
+  TORCH_CHECK(weights.numel() <= (int64_t{1} << 40), op, "weights must hold at most 2**40 values, got ",
+              weights.numel());
+  TORCH_CHECK(num_samples >= 0, op, "num_samples must be >= 0, got ", num_samples);
+}
+
+inline void gradnorm_scores(const at::Tensor& logits, const at::Tensor& labels, const std::optional<at::Tensor>& groups,
+                            int64_t num_groups) {
+  const char* op = "gradnorm_scores: ";
+  TORCH_CHECK(is_loss_dtype(logits.scalar_type()), op, "logits must be float16, bfloat16, float32 or float64, got ",
+              logits.scalar_type());
+  TORCH_CHECK(logits.dim() == 2 && logits.size(1) >= 1, op, "logits must have shape [B, C] with C >= 1, got ",
+              logits.sizes());
+  TORCH_CHECK(labels.scalar_type() == at::kLong || labels.scalar_type() == at::kInt, op,
+              "labels must be int64 or int32, got ", labels.scalar_type());
+  TORCH_CHECK(labels.dim() == 1 && labels.size(0) == logits.size(0), op, "labels must have shape [", logits.size(0),
+              "], got ", labels.sizes());
+  TORCH_CHECK(labels.device() == logits.device(), op, "labels must be on the device of logits (", logits.device(),
+              "), got ", labels.device());
+  TORCH_CHECK(num_groups >= 1 && num_groups <= INT32_MAX, op, "num_groups must be in [1, 2**31 - 1], got ", num_groups);
+  if (groups.has_value()) {
+    TORCH_CHECK(groups->scalar_type() == at::kLong || groups->scalar_type() == at::kInt, op,
+                "groups must be int64 or int32, got ", groups->scalar_type());
+    TORCH_CHECK(groups->dim() == 1 && groups->size(0) == logits.size(0), op, "groups must have shape [",
+                logits.size(0), "], got ", groups->sizes());
+    TORCH_CHECK(groups->device() == logits.device(), op, "groups must be on the device of logits (", logits.device(),
+                "), got ", groups->device());
+  }
+}
+
 }  // namespace checks
 }  // namespace dsampling

@@ -4,7 +4,7 @@ Each wrapper validates its arguments (``ValueError``/``TypeError`` naming the ar
 ``torch.ops.dsampling.<op>.default``. The fake kernels repeat the C++ checks in
 ``csrc/common/checks.h`` with the same wording, so ``torch.compile`` traces the ops; they live
 in ``_fakes`` (the op library points the dispatcher there), registered on import. One module
-per op family: ``philox``, ``histogram``, ``argmax``, ``partition``, ``table``;
+per op family: ``philox``, ``histogram``, ``argmax``, ``partition``, ``table``, ``importance``;
 ``dsampling_ext.ops.<name>`` is the public path of every wrapper.
 """
 
@@ -30,6 +30,7 @@ from .histogram import (  # noqa: F401
     histogram_select,
     loss_histogram,
 )
+from .importance import gradnorm_scores, weighted_sample
 from .partition import partition_resample, random_subset, random_subset_
 from .philox import philox_uniform
 from .table import REWEIGHT_DEFAULT, TABLE_RULES, table_record_, table_select  # noqa: F401
@@ -40,6 +41,7 @@ __all__ = [
     "BIN_RULES",
     "argmax_mismatch",
     "bin_count",
+    "gradnorm_scores",
     "histogram_select",
     "loss_histogram",
     "partition_resample",
@@ -48,4 +50,5 @@ __all__ = [
     "random_subset_",
     "table_record_",
     "table_select",
+    "weighted_sample",
 ]

@@ -148,3 +148,37 @@ def _table_record_fake(scores, correct, seen_epoch, indices, losses, epoch, logi
                  lambda: f"{op}losses must have shape [{indices.numel()}] (one per index; reduction='none'), got "
                          f"{tuple(losses.shape)}")
     torch._check((logits is None) == (targets is None), lambda: f"{op}logits and targets must be given together")
+
+
+
+@torch.library.register_fake("dsampling::gradnorm_scores")
+def _gradnorm_scores_fake(logits: Tensor, labels: Tensor, groups: Optional[Tensor], num_groups: int):
+    op = "gradnorm_scores: "
+    torch._check(logits.dtype in LOSS_DTYPES,
+                 lambda: f"{op}logits must be float16, bfloat16, float32 or float64, got {logits.dtype}")
+    torch._check(logits.dim() == 2 and logits.shape[1] >= 1,
+                 lambda: f"{op}logits must have shape [B, C] with C >= 1, got {tuple(logits.shape)}")
+    torch._check(labels.dtype in (torch.int64, torch.int32), lambda: f"{op}labels must be int64 or int32, got {labels.dtype}")
+    torch._check(labels.dim() == 1 and labels.shape[0] == logits.shape[0],
+                 lambda: f"{op}labels must have shape [{logits.shape[0]}], got {tuple(labels.shape)}")
+    torch._check(1 <= num_groups <= 2**31 - 1, lambda: f"{op}num_groups must be in [1, 2**31 - 1], got {num_groups}")
+    if groups is not None:
+        torch._check(groups.dtype in (torch.int64, torch.int32),
+                     lambda: f"{op}groups must be int64 or int32, got {groups.dtype}")
+        torch._check(groups.dim() == 1 and groups.shape[0] == logits.shape[0],
+                     lambda: f"{op}groups must have shape [{logits.shape[0]}], got {tuple(groups.shape)}")
+    acc = torch.float64 if logits.dtype == torch.float64 else torch.float32
+    return (logits.new_empty(logits.shape[0], dtype=acc), logits.new_empty(num_groups, dtype=acc),
+            logits.new_empty(num_groups, dtype=torch.int64))
+
+
+
+@torch.library.register_fake("dsampling::weighted_sample")
+def _weighted_sample_fake(weights: Tensor, num_samples, seed: int, offset: int):
+    op = "weighted_sample: "
+    torch._check(weights.dtype in LOSS_DTYPES,
+                 lambda: f"{op}weights must be float16, bfloat16, float32 or float64, got {weights.dtype}")
+    torch._check(weights.dim() == 1 and weights.numel() >= 1,
+                 lambda: f"{op}weights must be a non-empty 1-D tensor, got shape {tuple(weights.shape)}")
+    torch._check(num_samples >= 0, lambda: f"{op}num_samples must be >= 0, got {num_samples}")
+    return weights.new_empty(num_samples, dtype=torch.int64), weights.new_empty(num_samples, dtype=torch.float64)
