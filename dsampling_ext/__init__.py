@@ -6,16 +6,19 @@ _load()
 
 from . import ops  # noqa: E402  (registers fake kernels once the ops exist)
 from .accumulate import BatchAccumulator  # noqa: E402
+from .importance import ImportanceSampler  # noqa: E402
 from .histogram_selector import LossCache, LossHistogramSelector, selective_batches  # noqa: E402
 from .misclassified_filter import MisclassifiedFilter  # noqa: E402
 from .ops import (  # noqa: E402
     argmax_mismatch,
+    gradnorm_scores,
     histogram_select,
     loss_histogram,
     partition_resample,
     philox_uniform,
     random_subset,
     table_select,
+    weighted_sample,
 )
 from .partition import DynamicPartitionSampler  # noqa: E402
 from .baselines import RandomSubsetSampler  # noqa: E402
@@ -40,6 +43,7 @@ def build_info() -> dict:
 __all__ = [
     "BatchAccumulator",
     "DynamicPartitionSampler",
+    "ImportanceSampler",
     "IndexSubsetSampler",
     "IndexedDataset",
     "JitBuildWarning",
@@ -54,6 +58,7 @@ __all__ = [
     "TableSampler",
     "argmax_mismatch",
     "build_info",
+    "gradnorm_scores",
     "histogram_select",
     "loss_histogram",
     "ops",
@@ -63,4 +68,5 @@ __all__ = [
     "selective_batches",
     "table_select",
     "weighted_mean",
+    "weighted_sample",
 ]
