@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader, TensorDataset
 import dsampling_ext
 from dsampling_ext import (
     BatchAccumulator,
+    ImportanceSampler,
     DynamicPartitionSampler,
     LossHistogramSelector,
     MisclassifiedFilter,
@@ -127,6 +128,43 @@ def check_score_table(rank):
     assert tables[0] == tables[1]
 
 
+def check_importance_sampler(rank):
+    """One global draw per step, each rank its slice; group sums and counts all-reduced, so both
+    ranks hold one distribution, the one a single process gets from both ranks' batches."""
+    n, batch = 400, 8
+    groups = torch.arange(n) % 5
+    for within in ("uniform", "score"):
+        sampler = ImportanceSampler(n, groups, batch, within=within, seed=4)
+        single = ImportanceSampler(n, groups, batch * WORLD, within=within, seed=4, num_replicas=1, rank=0)
+        assert len(sampler) == len(single) == 25
+        g = torch.Generator().manual_seed(rank)
+        for epoch in range(3):
+            sampler.set_epoch(epoch)
+            single.set_epoch(epoch)
+            p = sampler.epoch_probabilities
+            ps = gather_objects(p)
+            assert torch.equal(ps[0], ps[1])
+            torch.testing.assert_close(p, single.epoch_probabilities, rtol=1e-6, atol=0)
+            shards = gather_objects(list(sampler))
+            whole, _ = dsampling_ext.ops.weighted_sample(p, 25 * batch * WORLD, 4, epoch)
+            for r in range(WORLD):
+                assert torch.tensor(shards[r]).flatten().tolist() == [
+                    i for b in range(25) for i in whole[b * batch * WORLD + r * batch :][:batch].tolist()]
+            for step, mine in enumerate(shards[rank][:6]):  # each rank trains its slice: its own logits
+                idx = torch.tensor(mine)
+                z = torch.randn(batch, 3, generator=g) * (1 + groups[idx, None])
+                y = torch.randint(0, 3, (batch,), generator=g)
+                sampler.update(idx, z, y)
+                everyone = gather_objects((idx, z, y))
+                single.update(torch.cat([e[0] for e in everyone]), torch.cat([e[1] for e in everyone]),
+                              torch.cat([e[2] for e in everyone]))
+        stats = gather_objects((sampler.group_sum_sq, sampler.group_count))
+        assert torch.equal(stats[0][0], stats[1][0]) and torch.equal(stats[0][1], stats[1][1])
+        if within == "score":
+            tables = gather_objects((sampler.scores, sampler.scored))
+            assert torch.equal(tables[0][0], tables[1][0]) and torch.equal(tables[0][1], tables[1][1])
+
+
 def worker(rank, init_file):
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD,
                             timeout=datetime.timedelta(seconds=60))
@@ -136,6 +174,7 @@ def worker(rank, init_file):
         check_histogram_selector(rank)
         check_lockstep(rank)
         check_score_table(rank)
+        check_importance_sampler(rank)
         dist.barrier()
     finally:
         dist.destroy_process_group()
