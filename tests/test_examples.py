@@ -74,3 +74,16 @@ def test_pruning_example(capsys, monkeypatch):
     assert all(t < 512 for t in trained[1:3])  # pruned in between
     assert [int(r[2]) for r in pruning] == [-(-t // 64) for t in trained]  # len(loader) known at the epoch's start
     assert float(uniform[-1][4]) == 0.0 and float(pruning[-1][4]) == 0.0  # both schedules end at lr 0
+
+
+def test_importance_example(capsys, monkeypatch):
+    out = run_example("importance_example.py", ["--epochs", "3", "--train-size", "512", "--test-size", "128", "--batch", "64"],
+                      capsys, monkeypatch)
+    lines = out.splitlines()
+    uniform = [r.split() for r in lines[lines.index("uniform") + 2 : lines.index("uniform") + 5]]
+    ras = [r.split() for r in lines[lines.index("ras") + 2 : lines.index("ras") + 5]]
+    assert [int(r[1]) for r in uniform] == [int(r[1]) for r in ras] == [512] * 3  # draws with replacement: N a epoch
+    assert [int(r[2]) for r in ras] == [8] * 3
+    assert float(ras[0][4]) == float(ras[0][5]) == 1.0  # nothing scored yet: uniform, weight 1
+    low, high = float(ras[-1][4]), float(ras[-1][5])
+    assert 0 < low < 1 < high <= 1 / 0.1  # scored: weights 1 / (N p_i), at most 1 / smoothing
