@@ -177,3 +177,16 @@ def test_cli_rejects_bad_flags():
         parse_args(["--methods", "uniform,magic"])
     with pytest.raises(SystemExit):
         parse_args(["--image-shape", "28,28"])
+
+
+def test_ras_joins_the_table_with_its_control(tmp_path, capsys):
+    code = main(["--dataset", "synthetic", "--size", "400", "--image-shape", "1,12,12", "--epochs", "2", "--seeds", "1",
+                 "--methods", "uniform,ras", "--batch-size", "32", "--out", str(tmp_path), "--no-progress"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "\nras " in out and "random_subset ~ ras" in out
+    runs = json.loads((tmp_path / "results.json").read_text())["runs"]
+    assert [r["method"] for r in runs] == ["uniform", "ras", "random_subset"]
+    ras, control = runs[1], runs[2]
+    assert ras["backward_samples"] == ras["forward_samples"] == 2 * 12 * 32  # ceil(361 / 32) whole batches an epoch
+    assert control["controls"] == "ras" and control["budget"] == 1.0  # the budget, capped at the whole set

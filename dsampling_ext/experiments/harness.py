@@ -30,6 +30,7 @@ import dsampling_ext
 from dsampling_ext import (
     BatchAccumulator,
     DynamicPartitionSampler,
+    ImportanceSampler,
     LossHistogramSelector,
     MisclassifiedFilter,
     ProgressLR,
@@ -47,12 +48,12 @@ from .models import build_model
 TABLE_METHODS = {"pruning": "mean", "pruning_pmf": "pmf", "pruning_percentile": "percentile",
                  "misclassified_training": "mismatch"}
 METHODS = ("uniform", "pruning", "pruning_pmf", "pruning_percentile", "misclassified_training", "adonis",
-           "selective_backprop", "misclassified", "dynamic_partition", "random_subset")
+           "selective_backprop", "misclassified", "dynamic_partition", "ras", "random_subset")
 SELECTIVE = ("pruning", "pruning_pmf", "pruning_percentile", "misclassified_training", "adonis", "selective_backprop",
-             "misclassified", "dynamic_partition")
+             "misclassified", "dynamic_partition", "ras")
 SCHEDULES = ("cosine", "step", "constant")
 DEFAULT_METHODS = ("uniform", "pruning", "pruning_pmf", "pruning_percentile", "misclassified_training",
-                   "selective_backprop", "misclassified", "adonis", "dynamic_partition")
+                   "selective_backprop", "misclassified", "adonis", "dynamic_partition", "ras")
 
 
 @dataclass
@@ -184,6 +185,9 @@ def run_method(method: str, data: ImageData, cfg: Config, seed: int, budget: Opt
         sampler = (RandomSubsetSampler(n, budget, seed=seed) if method == "random_subset"
                    else DynamicPartitionSampler(n, cfg.dt_size, seed=seed))
         loader = DataLoader(dataset, batch_size=cfg.batch_size, sampler=sampler)
+    elif method == "ras":  # RAS importance sampling (SPEC section 4): N draws per epoch, weighted 1 / (N p_i)
+        sampler = ImportanceSampler(n, data.train_y, cfg.batch_size, seed=seed)
+        loader = DataLoader(dataset, batch_sampler=sampler)
     elif method in TABLE_METHODS:
         table = ScoreTable(n)
         if method == "misclassified_training":
@@ -235,6 +239,10 @@ def run_method(method: str, data: ImageData, cfg: Config, seed: int, budget: Opt
             if table is not None:
                 with timer.stage("select"):  # recording scores and looking up weights
                     table.record(idx, losses, logits, y)
+                    loss = weighted_mean(losses, sampler.weights(idx))
+            elif method == "ras":
+                with timer.stage("select"):  # scores from this forward's logits, and the weights
+                    sampler.update(idx, logits.detach(), y)
                     loss = weighted_mean(losses, sampler.weights(idx))
             else:
                 loss = losses.mean()
@@ -304,10 +312,10 @@ def compare(data: ImageData, cfg: Config, progress: Callable = lambda iterable, 
                 run = run_method(method, data, cfg, seed, record_histograms=(method == "adonis" and seed == seeds[0]))
             runs.append(run)
             if cfg.controls and method in SELECTIVE:
-                fraction = run["backward_samples"] / (cfg.epochs * run["train_size"])
+                fraction = run["backward_samples"] / (cfg.epochs * run["train_size"])  # ras: whole batches, may pass 1
                 budgets.setdefault(round(fraction, 2), []).append(method)
         for fraction, controlled in progress(sorted(budgets.items()), desc=f"seed {seed} controls"):
-            run = run_method("random_subset", data, cfg, seed, budget=max(fraction, 1.0 / len(data.train_y)))
+            run = run_method("random_subset", data, cfg, seed, budget=min(1.0, max(fraction, 1.0 / len(data.train_y))))
             run["controls"] = "+".join(controlled)
             runs.append(run)
     return dict(config=asdict(cfg), data=data.describe(), runs=runs, summary=summarize(runs, cfg),
