@@ -250,7 +250,8 @@ class ImportanceSampler(Sampler[list]):
             raise ValueError(f"logits must have one row per index ({indices.numel()}), got {logits.shape[0]}")
         if not isinstance(labels, Tensor):
             raise TypeError(f"labels must be a torch.Tensor, got {type(labels).__name__}")
-        if indices.numel() and (int(indices.min()) < 0 or int(indices.max()) >= self.num_samples):
+        if indices.device.type == "cpu" and indices.numel() and (
+                int(indices.min()) < 0 or int(indices.max()) >= self.num_samples):  # CUDA: no host sync
             raise ValueError(f"indices must be in [0, {self.num_samples})")
         logits = logits.detach()
         idx = indices.to(logits.device)

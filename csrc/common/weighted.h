@@ -113,22 +113,22 @@ DS_INLINE int64_t find_tile(const uint64_t* prefix, const int64_t* guide, Guide 
 }
 
 // The index in tile t (elements [t * kTile, min(n, (t + 1) * kTile))) holding the remainder r,
-// r < the tile's sum: the first whose running sum of q exceeds r. Writes its q.
+// r < the tile's sum: the first whose running sum of q exceeds r, i.e. the tile's first index
+// plus the number of running sums <= r (counted without branches: the exit of a search loop
+// mispredicts on every draw). Writes its q.
 template <typename T>
 DS_INLINE int64_t find_in_tile(const T* weights, int64_t n, int64_t t, uint64_t r, Scale scale, uint64_t* q_out) {
   const int64_t begin = t * kTile;
-  const int64_t end = begin + kTile < n ? begin + kTile : n;
+  const int64_t len = begin + kTile < n ? kTile : n - begin;
   uint64_t acc = 0;
-  for (int64_t i = begin; i < end; ++i) {
-    const uint64_t q = fixed(static_cast<double>(weights[i]), scale);
-    acc += q;
-    if (acc > r) {
-      *q_out = q;
-      return i;
-    }
+  int64_t below = 0;
+  for (int64_t i = 0; i < len; ++i) {
+    acc += fixed(static_cast<double>(weights[begin + i]), scale);
+    below += acc <= r ? 1 : 0;
   }
-  *q_out = 0;  // unreachable for r below the tile's sum
-  return end - 1;
+  const int64_t i = begin + (below < len ? below : len - 1);  // below < len for r below the tile's sum
+  *q_out = fixed(static_cast<double>(weights[i]), scale);
+  return i;
 }
 
 // Probability of an index with fixed-point weight q: q / T, rounded once each way.

@@ -21,5 +21,12 @@ DS_CPU_CLONES void fill_uniforms(int64_t seed, int64_t offset, int64_t first_blo
   }
 }
 
+DS_CPU_CLONES void fill_element_bits(int64_t seed, int64_t offset, int64_t first, int64_t count, uint64_t* out) {
+  for (int64_t j = 0; j < count; ++j) {
+    const philox::Block r = philox::stream_block(seed, offset, static_cast<uint64_t>(first + j));
+    out[j] = (static_cast<uint64_t>(r.v[0]) << 32) | r.v[1];
+  }
+}
+
 }  // namespace cpu
 }  // namespace dsampling

@@ -11,5 +11,9 @@ namespace cpu {
 
 void fill_uniforms(int64_t seed, int64_t offset, int64_t first_block, int64_t blocks, float* out);
 
+// philox::element_bits(seed, offset, first + j, 0) for j in [0, count): the 64-bit word pair 0
+// of blocks first .. first + count - 1, in bulk (weighted_sample's draws).
+void fill_element_bits(int64_t seed, int64_t offset, int64_t first, int64_t count, uint64_t* out);
+
 }  // namespace cpu
 }  // namespace dsampling

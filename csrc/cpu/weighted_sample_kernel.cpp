@@ -15,6 +15,7 @@
 
 #include "common/checks.h"
 #include "common/weighted.h"
+#include "cpu/uniforms.h"
 
 namespace dsampling {
 namespace {
@@ -122,8 +123,9 @@ std::tuple<at::Tensor, at::Tensor> weighted_sample_cpu(const at::Tensor& weights
       int64_t t[kBatch];
       for (int64_t j0 = begin; j0 < end; j0 += kBatch) {
         const int64_t m = std::min<int64_t>(kBatch, end - j0);
+        cpu::fill_element_bits(seed, offset, j0, m, u);  // vectorised Philox: draw_point's bits
         for (int64_t k = 0; k < m; ++k) {
-          u[k] = weighted::draw_point(seed, offset, j0 + k, total);
+          u[k] = philox::scale_below(u[k], total);
           __builtin_prefetch(gd + (u[k] >> g.shift));
         }
         for (int64_t k = 0; k < m; ++k) {
