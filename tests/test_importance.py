@@ -144,6 +144,19 @@ def test_weighted_sample_rejects_bad_inputs(weights, num_samples, error, match):
         ops.weighted_sample(weights, num_samples)
 
 
+@pytest.mark.parametrize("bad, shown", [(float("inf"), "inf"), (float("nan"), "nan"), (-0.5, "-0.5"), (float("-inf"), "-inf")])
+@pytest.mark.parametrize("dtype", [torch.float16, torch.float32, torch.float64], ids=str)
+def test_weighted_sample_finds_bad_weights_in_long_vectors(bad, shown, dtype):
+    # Past the vectorised scan's lanes and across its parallel chunks: the first bad index is named.
+    w = torch.rand(200_003).to(dtype) + 0.1
+    for i in (9, 65_537, 200_002):
+        v = w.clone()
+        v[i] = bad
+        v[i + 1 :: 9_999] = bad  # later bad values do not hide the first of its chunk
+        with pytest.raises(RuntimeError, match=rf"weights must be finite and >= 0, got {shown} at index {i}$"):
+            ops.weighted_sample(v, 10)
+
+
 def test_weighted_sample_op_checks_match_the_wrapper():
     with pytest.raises(RuntimeError, match=r"weighted_sample: num_samples must be >= 0, got -2"):
         torch.ops.dsampling.weighted_sample.default(torch.ones(3), -2, 0, 0)

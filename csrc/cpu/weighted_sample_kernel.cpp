@@ -25,10 +25,12 @@ constexpr int kLanes = 8;
 constexpr int64_t kBatch = 32;  // draws whose memory accesses are overlapped
 
 // The largest weight, after checking that every weight is finite and >= 0 (the error names the
-// first that is not). Lanes of independent maxima so that the loop vectorises.
+// first that is not, whichever thread found a bad one first). Lanes of independent maxima so
+// that the loop vectorises.
 template <typename T>
 double checked_max(const T* w, int64_t n) {
   std::vector<double> chunk_max(std::max<int64_t>(1, at::divup(n, kGrain)), 0.0);
+  std::vector<int64_t> first_bad(chunk_max.size(), -1);
   at::parallel_for(0, n, kGrain, [&](int64_t begin, int64_t end) {
     double lane[kLanes] = {0.0};
     int bad = 0;
@@ -45,15 +47,23 @@ double checked_max(const T* w, int64_t n) {
       bad |= static_cast<int>(!(v >= 0.0)) | static_cast<int>(!(v - v == 0.0));
       lane[0] = v > lane[0] ? v : lane[0];
     }
-    for (int64_t j = begin; bad && j < end; ++j) {
+    for (int64_t j = begin; bad && j < end; ++j) {  // the chunk's first bad index
       const double v = static_cast<double>(w[j]);
-      TORCH_CHECK(v >= 0.0 && std::isfinite(v), "weighted_sample: weights must be finite and >= 0, got ", v,
-                  " at index ", j);
+      if (!(v >= 0.0 && std::isfinite(v))) {
+        first_bad[begin / kGrain] = j;
+        break;
+      }
     }
     double m = 0.0;
     for (int l = 0; l < kLanes; ++l) m = lane[l] > m ? lane[l] : m;
     chunk_max[begin / kGrain] = m;
   });
+  // Raised here, not in the chunks: the error names the first bad index of all, whichever
+  // thread finished first.
+  for (int64_t j : first_bad) {
+    TORCH_CHECK(j < 0, "weighted_sample: weights must be finite and >= 0, got ", static_cast<double>(w[j]),
+                " at index ", j);
+  }
   return *std::max_element(chunk_max.begin(), chunk_max.end());
 }
 
