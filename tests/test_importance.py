@@ -111,6 +111,16 @@ def test_weighted_sample_seed_and_offset():
     assert torch.equal(ops.weighted_sample(w, 100, 1, 2)[0], a[:100])  # draw j depends on j alone
 
 
+def test_weighted_sample_non_contiguous_and_one_weight():
+    w = torch.rand(3000, generator=torch.Generator().manual_seed(4))
+    strided = w[::3]
+    assert not strided.is_contiguous()
+    got, want = ops.weighted_sample(strided, 500, 5, 6), ops.weighted_sample(strided.contiguous(), 500, 5, 6)
+    assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+    idx, probs = ops.weighted_sample(torch.tensor([2.5]), 7, 1, 1)  # one category: always it, probability 1
+    assert idx.tolist() == [0] * 7 and probs.tolist() == [1.0] * 7
+
+
 def test_weighted_sample_late_weights_keep_their_share():
     """2^24 + 2^20 equal float32 weights: a float32 running sum stops growing at 2^24 (x + 1 == x
     there), so a sampler built on it never draws the last 2^20 indices; here they get their

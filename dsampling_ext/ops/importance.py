@@ -99,7 +99,8 @@ def weighted_sample(weights: Tensor, num_samples: int, seed: int = 0, offset: in
         (indices, probs): Tensor[num_samples] int64 and Tensor[num_samples] float64, the exact
         probability q_i / T each index was drawn with (w_i / sum(w) to within about
         sum(w) * 2**-61 / w_i relative). Lemire's multiply-shift maps the 64 bits onto [0, T), so
-        the true probability of an index differs from q_i / T by at most 2**-64.
+        the true probability of an index differs from q_i / T by at most 2**-64. Not
+        differentiable (the draws are discrete; divide by ``probs`` as a constant).
     """
     _check_tensor("weights", weights)
     _check_device("weighted_sample", "weights", weights.device)
