@@ -9,6 +9,7 @@ from typing import Optional, Sequence, Union
 import torch
 from torch import Tensor
 
+from .._validate import require_number, require_threshold
 from ._common import LOSS_DTYPES, _as_int64, _bin_rule, _check_device, _check_tensor, _choice, bin_count
 
 
@@ -144,9 +145,11 @@ def _select_options(rule, bins, threshold, clip_sigma, clip, keep_fraction, keep
     if rule == "cdf" and keep != "bernoulli":
         raise ValueError(f"keep must be 'bernoulli' with rule='cdf' (Selective-Backprop draws Bernoulli(p)), got {keep!r}")
     bin_rule, fixed = _bin_rule(bins, MAX_SELECT_BINS)
-    sigma = 0.0 if clip_sigma is None else float(clip_sigma)
-    return (rule_id, bin_rule, fixed, float(threshold), sigma, clip_id, float(keep_fraction), keep_id, float(beta),
-            bool(skip_nonfinite))
+    threshold = require_threshold(threshold)  # a PMF threshold of 1 or more selects nothing
+    keep_fraction = require_number("keep_fraction", keep_fraction, 0.0, 1.0)
+    beta = require_number("beta", beta, 0.0)
+    sigma = 0.0 if clip_sigma is None else require_number("clip_sigma", clip_sigma, 0.0)
+    return (rule_id, bin_rule, fixed, threshold, sigma, clip_id, keep_fraction, keep_id, beta, bool(skip_nonfinite))
 
 
 def _histogram_select(history: Tensor, state: Tensor, losses: Tensor, options: tuple, seed: int, offset: int,
