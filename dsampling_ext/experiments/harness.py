@@ -193,8 +193,9 @@ def run_method(method: str, data: ImageData, cfg: Config, seed: int, budget: Opt
         if method == "misclassified_training":
             sampler = MisclassifiedFilter(cfg.batch_size, mode="epoch", scores="training", seed=seed).epoch_sampler(table=table)
         else:
-            sampler = PruningSampler(table, cfg.epochs, prune=cfg.prune, anneal=cfg.anneal, rule=TABLE_METHODS[method],
-                                     seed=seed)
+            rule = TABLE_METHODS[method]  # "percentile" keeps by its own probabilities: no prune
+            sampler = PruningSampler(table, cfg.epochs, prune=None if rule == "percentile" else cfg.prune,
+                                     anneal=cfg.anneal, rule=rule, seed=seed)
         loader = DataLoader(dataset, batch_size=cfg.batch_size, sampler=sampler)
     else:
         loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=True, generator=order)
