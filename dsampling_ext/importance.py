@@ -114,9 +114,7 @@ class ImportanceSampler(Sampler[list]):
         if within not in WITHIN:
             raise ValueError(f"within must be one of {WITHIN}, got {within!r}")
         self.within = within
-        if isinstance(score_decay, bool) or not isinstance(score_decay, (int, float)) or not 0 <= score_decay < 1:
-            raise ValueError(f"score_decay must be a number in [0, 1), got {score_decay!r}")
-        self.score_decay = float(score_decay)
+        self.score_decay = require_number("score_decay", score_decay, 0.0, 1.0, high_open=True)
         self.seed = require_seed(seed)
         self.num_replicas, self.rank = resolve_replicas(num_replicas, rank)
         per_epoch = math.ceil(num_samples / (batch_size * self.num_replicas))
