@@ -139,6 +139,7 @@ class MisclassifiedFilter:
         self.raw_batches_waiting = 0  # raw batches since the last training batch
         self.draws = 0  # Philox offset of the next random fill
         self.position = 0  # raw batches batches() consumed this epoch (0 once it ran to its end)
+        self._epoch_sampler: Optional[IndexSubsetSampler] = None  # epoch mode: one sampler, updated in place
         self.steps = 0  # raw batches batches() was given since the start (the window's interval)
 
     def __repr__(self) -> str:
@@ -264,7 +265,8 @@ class MisclassifiedFilter:
         targets)`` from a DataLoader with a SequentialSampler (shuffle=False), where the running
         position is the index. Any other loader without indices is refused: a shuffled loader's
         positions are not its indices, and guessing would corrupt the selection. Call it every
-        epoch.
+        epoch: it returns the same sampler each time, updated in place (like
+        DynamicPartitionSampler), so a DataLoader built once on it keeps its persistent workers.
 
         With scores="training": ``epoch_sampler(table=table)`` once; the returned sampler
         re-selects from the table at each ``set_epoch`` (misclassified, stale and never-seen
@@ -314,7 +316,12 @@ class MisclassifiedFilter:
             fill = self._random_fill(taken, self.batch_size - indices.numel()).nonzero().flatten()
             self.fallback_filled += fill.numel()
             indices = torch.cat([indices, fill])
-        return IndexSubsetSampler(indices.sort().values, shuffle=True, seed=self.seed, epoch=self.epoch)
+        if self._epoch_sampler is None:
+            self._epoch_sampler = IndexSubsetSampler(indices.sort().values, shuffle=True, seed=self.seed, epoch=self.epoch)
+        else:  # the same sampler every epoch, updated in place: a DataLoader built once keeps its workers
+            self._epoch_sampler.set_indices(indices.sort().values)
+            self._epoch_sampler.set_epoch(self.epoch)
+        return self._epoch_sampler
 
     def state_dict(self) -> dict:
         return dict(config=repr(self), epoch=self.epoch, seen=self.seen, kept=self.kept,

@@ -130,13 +130,18 @@ class IndexSubsetSampler(ResumableSampler):
 
     def __init__(self, indices: Tensor, shuffle: bool = True, seed: int = 0, epoch: int = 0,
                  num_replicas: Optional[int] = None, rank: Optional[int] = None):
-        if not isinstance(indices, Tensor) or indices.dim() != 1 or indices.dtype not in (torch.int32, torch.int64):
-            raise ValueError(f"indices must be a 1-D int64 tensor, got {getattr(indices, 'dtype', type(indices))}")
-        self.indices = indices.to("cpu", torch.int64)
+        self.set_indices(indices)
         self.shuffle = bool(shuffle)
         self.seed = require_seed(seed)
         self.epoch = require_epoch(epoch)
         self.num_replicas, self.rank = resolve_replicas(num_replicas, rank)
+
+    def set_indices(self, indices: Tensor) -> None:
+        """Replace the set in place (the sampler a DataLoader holds, persistent workers included,
+        serves the new set from its next iteration)."""
+        if not isinstance(indices, Tensor) or indices.dim() != 1 or indices.dtype not in (torch.int32, torch.int64):
+            raise ValueError(f"indices must be a 1-D int64 tensor, got {getattr(indices, 'dtype', type(indices))}")
+        self.indices = indices.to("cpu", torch.int64)
 
     def __repr__(self) -> str:
         return f"IndexSubsetSampler(size={self.indices.numel()}, shuffle={self.shuffle}, seed={self.seed})"

@@ -427,6 +427,9 @@ class TableSampler(ResumableSampler):
         if device not in self._lookup:
             self._lookup[device] = tuple(t.to(device) for t in self._lookup[torch.device("cpu")])
         code, values = self._lookup[device]
+        n = self.table.num_samples
+        if device.type == "cpu" and indices.numel() and not (0 <= int(indices.min()) and int(indices.max()) < n):
+            raise ValueError(f"indices must be in [0, {n}), got range [{int(indices.min())}, {int(indices.max())}]")
         found = code[indices].long()
         if device.type == "cpu" and indices.numel() and not bool(found.all()):
             raise ValueError(f"indices must be drawn by this sampler in epoch {self.epoch}; "

@@ -343,3 +343,30 @@ def test_batch_filter_window_trains_whole_batches_outside_it():
     c = f.counters()
     assert set(trained) <= expected and len(trained) == len(set(trained)) == len(expected) - c["pending"]
     assert c["kept"] + c["fallback_filled"] == c["trained"] + c["dropped"] + c["pending"]
+
+
+def test_epoch_filter_updates_one_sampler_in_place_for_a_persistent_loader():
+    x, y = oracle_data(120)
+    data = IndexedDataset(TensorDataset(x, y))
+    scan = DataLoader(data, batch_size=40)
+    f = MisclassifiedFilter(8, mode="epoch", seed=2)
+
+    class Drifting(nn.Module):  # epoch 0: the Oracle; epoch 1: predicts class 0 everywhere
+        wrong_everywhere = False
+
+        def forward(self, x):
+            out = Oracle()(x)
+            return torch.zeros_like(out).index_fill_(1, torch.tensor([0]), 5.0) if self.wrong_everywhere else out
+
+    model = Drifting()
+    sampler = f.epoch_sampler(model, scan)
+    train = DataLoader(data, batch_size=16, sampler=sampler, num_workers=2, persistent_workers=True)
+    epoch0 = {i for _, _, idx in train for i in idx.tolist()}
+    workers = train._iterator._workers  # the persistent workers of the first epoch
+    assert epoch0 == misclassified(x, y)
+    f.set_epoch(1)
+    model.wrong_everywhere = True
+    assert f.epoch_sampler(model, scan) is sampler
+    epoch1 = {i for _, _, idx in train for i in idx.tolist()}
+    assert epoch1 == set((y != 0).nonzero().flatten().tolist())
+    assert train._iterator._workers is workers

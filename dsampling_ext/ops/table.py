@@ -93,7 +93,7 @@ def table_select(
                          "so 1/q weights are unbounded")
     bin_rule, fixed = _bin_rule(bins, 65536)
     return torch.ops.dsampling.table_select.default(
-        scores, seen_epoch, epoch, rule_id, float(prune), staleness, bin_rule, fixed, float(threshold), float(beta),
+        scores.contiguous(), seen_epoch.contiguous(), epoch, rule_id, float(prune), staleness, bin_rule, fixed, float(threshold), float(beta),
         reweight, _as_int64(seed, "seed"), _as_int64(offset, "offset"),
     )
 
