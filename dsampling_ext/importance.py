@@ -27,7 +27,7 @@ from torch import Tensor
 from torch.utils.data import Sampler
 
 from . import distributed, ops
-from ._validate import require_int, require_number, require_seed
+from ._validate import require_epoch, require_int, require_number, require_seed
 from .sampling import resolve_replicas
 from .scores import _index_tensor
 
@@ -132,7 +132,7 @@ class ImportanceSampler(Sampler[list]):
         self.group_sum_sq = torch.zeros(self.num_groups, dtype=acc, device=self.device)
         self.group_count = torch.zeros(self.num_groups, dtype=acc, device=self.device)
         self.epoch = 0
-        self._batch = 0  # batches yielded in this epoch (a resumed iteration starts here)
+        self.position = 0  # batches yielded in this epoch (a resumed iteration starts here)
         self._dist: Optional[tuple[int, Tensor, Tensor]] = None  # (epoch, p [N] float64 CPU, draws)
         self._lookup: dict = {}
 
@@ -182,9 +182,9 @@ class ImportanceSampler(Sampler[list]):
 
     def set_epoch(self, epoch: int) -> None:
         """Fix epoch ``epoch``'s distribution and draw its batches (the same on every rank)."""
-        self.epoch = require_int("epoch", epoch, 0)
+        self.epoch = require_epoch(epoch)
         if self._dist is None or self._dist[0] != self.epoch:
-            self._batch = 0
+            self.position = 0
         self._draw()
 
     def _draw(self) -> tuple[Tensor, Tensor]:
@@ -211,12 +211,12 @@ class ImportanceSampler(Sampler[list]):
     def __iter__(self) -> Iterator[list]:
         _, indices = self._draw()
         step = self.batch_size * self.num_replicas
-        start = self._batch
+        start = self.position
         for b in range(start, self.batches_per_epoch):
             first = b * step + self.rank * self.batch_size
-            self._batch = b + 1
+            self.position = b + 1
             yield indices[first : first + self.batch_size].tolist()
-        self._batch = 0
+        self.position = 0
 
     def weights(self, indices: Tensor) -> Tensor:
         """Loss weights w_i = 1 / (N p_i) of these indices under this epoch's distribution
@@ -285,7 +285,7 @@ class ImportanceSampler(Sampler[list]):
     def state_dict(self) -> dict:
         """Configuration, epoch, position in it, the epoch's distribution and draws, and the scores."""
         dist_ = self._dist
-        return dict(config=repr(self), epoch=self.epoch, batch=self._batch,
+        return dict(config=repr(self), epoch=self.epoch, position=self.position,
                     distribution=None if dist_ is None else (dist_[0], dist_[1].clone(), dist_[2].clone()),
                     scores=self.scores.clone(), scored=self.scored.clone(), group_sum_sq=self.group_sum_sq.clone(),
                     group_count=self.group_count.clone())
@@ -293,7 +293,7 @@ class ImportanceSampler(Sampler[list]):
     def load_state_dict(self, state: dict) -> None:
         if state["config"] != repr(self):
             raise ValueError(f"state was saved by {state['config']}, not by {self!r}")
-        self.epoch, self._batch = state["epoch"], state["batch"]
+        self.epoch, self.position = state["epoch"], state["position"]
         for name in ("scores", "scored", "group_sum_sq", "group_count"):
             setattr(self, name, state[name].clone().to(self.device))
         self._dist, self._lookup = None, {}

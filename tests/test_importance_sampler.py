@@ -198,25 +198,27 @@ def _train(sampler, groups, epochs, stop=None):
     return seen
 
 
+@pytest.mark.parametrize("stop", [(0, 0), (1, 6), (1, 14)])  # 15 batches an epoch: (1, 14) ends epoch 1
 @pytest.mark.parametrize("within", ["uniform", "score"])
-def test_resume_gives_identical_batches(within):
+def test_resume_gives_identical_batches(within, stop):
     groups = torch.arange(120) % 4
     make = lambda: ImportanceSampler(120, groups, 8, within=within, seed=2)  # noqa: E731
     whole = make()
     expected = _train(whole, groups, 3)
     first = make()
-    head = _train(first, groups, 3, stop=(1, 6))
+    head = _train(first, groups, 3, stop=stop)
+    assert first.state_dict()["position"] == stop[1] + 1  # batches yielded in the stopped epoch
     buf = io.BytesIO()
     torch.save(first.state_dict(), buf)
     buf.seek(0)
     resumed = make()
     resumed.load_state_dict(torch.load(buf))
-    # the rest of epoch 1 (set_epoch(1) again is a no-op for the draws), then epoch 2
+    # the rest of the stopped epoch (set_epoch again keeps its draws and position), then the next
     g = torch.Generator().manual_seed(11)
     for _ in range(len(head)):  # the same random logits as the uninterrupted run
         torch.randn(8, 3, generator=g)
     tail = []
-    for epoch in (1, 2):
+    for epoch in range(stop[0], 3):
         resumed.set_epoch(epoch)
         for batch in resumed:
             idx = torch.tensor(batch)
