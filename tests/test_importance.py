@@ -137,6 +137,23 @@ def test_weighted_sample_late_weights_keep_their_share():
     assert torch.equal(probs, torch.full((draws,), 1.0 / n, dtype=torch.float64))
 
 
+def test_weighted_sample_tiny_weights_beside_a_large_one_keep_their_share():
+    """One weight 1 and 2^24 weights 2^-40 (each 1e-12 of the total; 2^-16 together): a float32
+    running sum never grows past 1 (1 + 2^-40 == 1), so they would never be drawn. Here their
+    draws are Poisson with mean 4e6 * 2^-16 / (1 + 2^-16) = 61: within 5 standard deviations, and
+    each drawn one carries its exact probability."""
+    n = 2**24 + 1
+    w = torch.full((n,), 2.0**-40, dtype=torch.float64)
+    w[2**23] = 1.0
+    draws = 4_000_000
+    idx, probs = ops.weighted_sample(w, draws, seed=3)
+    tiny = idx != 2**23
+    mean = draws * 2.0**-16 / (1 + 2.0**-16)
+    assert abs(int(tiny.sum()) - mean) < 5 * math.sqrt(mean)
+    assert torch.equal(probs[tiny], torch.full((int(tiny.sum()),), 2.0**-40 / (1 + 2.0**-16), dtype=torch.float64))
+    assert float(torch.tensor(1.0, dtype=torch.float32) + 2.0**-40) == 1.0  # the float32 failure
+
+
 @pytest.mark.parametrize("weights, num_samples, error, match", [
     (torch.tensor([1.0, -0.5]), 3, RuntimeError, r"weighted_sample: weights must be finite and >= 0, got -0.5 at index 1"),
     (torch.tensor([1.0, float("nan")]), 3, RuntimeError, r"weights must be finite and >= 0, got nan at index 1"),
