@@ -36,6 +36,18 @@ __all__ = ["ImportanceSampler"]
 WITHIN = ("uniform", "score")
 
 
+def _last_occurrence(idx: Tensor, values: Tensor) -> tuple[Tensor, Tensor]:
+    """(idx, values) with every copy of a repeated index carrying the value of its last
+    occurrence, so that writing them in any order gives one result; no host sync (no unique)."""
+    ordered, perm = torch.sort(idx, stable=True)  # copies of an index: increasing positions
+    position = torch.arange(idx.numel(), device=idx.device)
+    run_end = torch.ones_like(ordered, dtype=torch.bool)
+    run_end[:-1] = ordered[1:] != ordered[:-1]
+    # for each k, the first run end at or after k: a cumulative minimum from the right
+    end = torch.where(run_end, position, idx.numel()).flip(0).cummin(0).values.flip(0)
+    return ordered, values[perm[end]]
+
+
 class ImportanceSampler(Sampler[list]):
     """RAS importance sampling as a batch sampler: batches of dataset indices drawn with replacement.
 
@@ -271,10 +283,7 @@ class ImportanceSampler(Sampler[list]):
             idx, _ = distributed.all_gather_cat(idx)
             new, _ = distributed.all_gather_cat(new)
         if idx.numel():  # an index drawn twice in the batch: its last occurrence counts, once
-            unique, inverse = torch.unique(idx, return_inverse=True)
-            last = torch.full((unique.numel(),), -1, dtype=torch.int64, device=idx.device)
-            last.scatter_reduce_(0, inverse, torch.arange(idx.numel(), device=idx.device), "amax")
-            idx, new = unique, new[last]
+            idx, new = _last_occurrence(idx, new)
             old = self.scores[idx]
             self.scores[idx] = torch.where(self.scored[idx], d * old + (1 - d) * new, new)
             self.scored[idx] = True
