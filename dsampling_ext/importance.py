@@ -14,6 +14,10 @@ sampling", ICML 2018):
 - regularisation: p <- (1 - smoothing) p + smoothing * uniform, so no probability is below
   smoothing / N and no weight 1 / (N p_i) above 1 / smoothing;
 - each drawn sample carries w_i = 1 / (N p_i): E[mean of w_i * loss_i] = the full-data mean loss.
+
+The per-sample scores live in the sampler, refreshed by :meth:`ImportanceSampler.update` from the
+training forward's logits: the shared ScoreTable (SPEC section 8) keeps each sample's last loss
+and correctness, not the gradient-norm score RAS weighs by.
 """
 
 from __future__ import annotations
@@ -71,9 +75,11 @@ class ImportanceSampler(Sampler[list]):
     batch sum, count_k <- d * count_k + batch count, m_k = sum_sq_k / count_k, d =
     ``score_decay``); each sample's score is one over the times it was trained (s_i <- d s_i +
     (1 - d) new; an index drawn twice in one batch counts once, with its last score). Updates
-    change the next epoch's distribution; within an epoch the distribution is fixed, so every batch of the epoch is drawn from the p that :meth:`weights` divides by.
-    Call :meth:`set_epoch` before each epoch, as with DistributedSampler (without it every
-    iteration repeats epoch 0's draws). An iteration stopped early resumes at the next batch.
+    change the next epoch's distribution; within an epoch the distribution is fixed, so every
+    batch of the epoch is drawn from the p that :meth:`weights` divides by. Call
+    :meth:`set_epoch` before each epoch, as with DistributedSampler (without it every iteration
+    repeats epoch 0's draws). An iteration stopped early resumes at the next batch
+    (``position``, kept by :meth:`state_dict`).
 
     Distributed data parallel: each step draws one global batch of ``batch_size * num_replicas``
     indices and rank r takes its r-th slice of ``batch_size`` (disjoint shards of one draw);
