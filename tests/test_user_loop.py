@@ -372,6 +372,7 @@ def test_epoch_filter_updates_one_sampler_in_place_for_a_persistent_loader():
     assert train._iterator._workers is workers
 
 
+@pytest.mark.filterwarnings("ignore:'set_vital' is deprecated")  # torchdata 0.11 calls it on torch 2.13
 @pytest.mark.parametrize("name", list(sampler_factories()))
 @pytest.mark.parametrize("workers", [0, 2])
 def test_stateful_dataloader_resumes_every_sampler_mid_epoch(name, workers):
