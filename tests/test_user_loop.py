@@ -370,3 +370,32 @@ def test_epoch_filter_updates_one_sampler_in_place_for_a_persistent_loader():
     epoch1 = {i for _, _, idx in train for i in idx.tolist()}
     assert epoch1 == set((y != 0).nonzero().flatten().tolist())
     assert train._iterator._workers is workers
+
+
+@pytest.mark.filterwarnings("ignore:'set_vital' is deprecated")  # torchdata 0.11 calls it on torch 2.13
+@pytest.mark.parametrize("name", list(sampler_factories()))
+@pytest.mark.parametrize("workers", [0, 2])
+def test_stateful_dataloader_resumes_every_sampler_mid_epoch(name, workers):
+    # torchdata's StatefulDataLoader calls the samplers' state_dict/load_state_dict and snapshots
+    # them per batch, so its state is exact even with workers prefetching ahead.
+    from torchdata.stateful_dataloader import StatefulDataLoader
+
+    make = sampler_factories()[name]
+    x, y = oracle_data(103)
+    data = IndexedDataset(TensorDataset(x, y))
+
+    def loader():
+        sampler = make()
+        sampler.set_epoch(1)
+        return StatefulDataLoader(data, batch_size=10, sampler=sampler, num_workers=workers)
+
+    whole = [b[2].tolist() for b in loader()]
+    first, stopped = [], loader()
+    for batch in stopped:
+        first.append(batch[2].tolist())
+        if len(first) == 3:
+            state = stopped.state_dict()
+            break
+    resumed = loader()
+    resumed.load_state_dict(state)
+    assert first + [b[2].tolist() for b in resumed] == whole
