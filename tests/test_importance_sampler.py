@@ -284,3 +284,32 @@ def test_repeated_indices_carry_their_last_score():
     z[2, 0] = 3.0  # the last copy of index 4 has another score than the first
     raw = sampler.update(torch.tensor([4, 5, 4]), z, torch.tensor([1, 1, 1]))
     assert float(sampler.scores[4]) == pytest.approx(float(raw[2])) and bool(sampler.scored[4])
+
+
+@pytest.mark.filterwarnings("ignore:'set_vital' is deprecated")  # torchdata 0.11 calls it on torch 2.13
+@pytest.mark.parametrize("workers", [0, 2])
+def test_stateful_dataloader_resumes_mid_epoch(workers):
+    # torchdata's StatefulDataLoader snapshots the batch sampler's state per batch, so a resumed
+    # loader gives the batches the uninterrupted one would, even with workers prefetching.
+    from torchdata.stateful_dataloader import StatefulDataLoader
+
+    groups = torch.arange(103) % 4
+    data = IndexedDataset(TensorDataset(torch.randn(103, 2), groups))
+
+    def loader():
+        sampler = ImportanceSampler(103, groups, 10, seed=6)
+        sampler.update(torch.arange(103), torch.randn(103, 4, generator=torch.Generator().manual_seed(0)), groups)
+        sampler.set_epoch(1)
+        return StatefulDataLoader(data, batch_sampler=sampler, num_workers=workers)
+
+    whole = [b[2].tolist() for b in loader()]
+    assert len(whole) == 11
+    first, stopped = [], loader()
+    for batch in stopped:
+        first.append(batch[2].tolist())
+        if len(first) == 3:
+            state = stopped.state_dict()
+            break
+    resumed = loader()
+    resumed.load_state_dict(state)
+    assert first + [b[2].tolist() for b in resumed] == whole
