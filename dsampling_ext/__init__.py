@@ -10,6 +10,7 @@ from .histogram_selector import LossCache, LossHistogramSelector, selective_batc
 from .misclassified_filter import MisclassifiedFilter  # noqa: E402
 from .ops import (  # noqa: E402
     argmax_mismatch,
+    centroid_distances,
     histogram_select,
     loss_histogram,
     partition_resample,
@@ -19,6 +20,7 @@ from .ops import (  # noqa: E402
 )
 from .partition import DynamicPartitionSampler  # noqa: E402
 from .baselines import RandomSubsetSampler  # noqa: E402
+from .prototypes import PrototypeSelection  # noqa: E402
 from .pruning import PruningSampler  # noqa: E402
 from .sampling import IndexSubsetSampler, IndexedDataset  # noqa: E402
 from .schedules import ProgressLR  # noqa: E402
@@ -47,6 +49,7 @@ __all__ = [
     "LossHistogramSelector",
     "MisclassifiedFilter",
     "ProgressLR",
+    "PrototypeSelection",
     "PruningSampler",
     "RandomSubsetSampler",
     "ScoreTable",
@@ -54,6 +57,7 @@ __all__ = [
     "TableSampler",
     "argmax_mismatch",
     "build_info",
+    "centroid_distances",
     "histogram_select",
     "loss_histogram",
     "ops",
