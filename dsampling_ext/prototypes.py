@@ -39,7 +39,7 @@ def _check_fraction(fraction) -> float:
 
 def kept_per_class(fraction: float, counts: list[int]) -> list[int]:
     """ceil(fraction * L) for each class size L, exactly, reading ``fraction`` as the decimal it
-    prints as (0.7 * 10 is 7, not the 8 that float rounding would give)."""
+    prints as (0.55 * 100 keeps 55, not the 56 that float rounding would give)."""
     f = Fraction(repr(float(fraction)))
     return [-((-f.numerator * c) // f.denominator) for c in counts]
 

@@ -177,13 +177,14 @@ def test_fraction_one_keeps_everything_and_counts_are_exact():
     sel = PrototypeSelection(1.0).fit(x, y)
     assert sel.easy_indices.tolist() == sel.hard_indices.tolist() == list(range(500))
     sizes = torch.bincount(y, minlength=4).tolist()
-    for fraction in (0.7, 0.8, 0.3):  # 0.7 * 10 must keep 7, not 8 (float rounding)
+    for fraction in (0.7, 0.8, 0.3):
         sel = PrototypeSelection(fraction).fit(x, y)
         want = sum(math.ceil(round(fraction * s, 9)) for s in sizes)
         assert sel.easy_indices.numel() == want
         assert want <= sel.hard_indices.numel() <= want + 4
-    sel = PrototypeSelection(0.7).fit(torch.randn(10, 3), torch.zeros(10, dtype=torch.int64))
-    assert sel.easy_indices.numel() == 7 and sel.hard_indices.numel() == 8  # 7 farthest + the prototype
+    # 0.55 * 100 is 55.00000000000001 in floats: ceil must still keep 55, not 56
+    sel = PrototypeSelection(0.55).fit(torch.randn(100, 3), torch.zeros(100, dtype=torch.int64))
+    assert sel.easy_indices.numel() == 55 and sel.hard_indices.numel() == 56  # 55 farthest + the prototype
 
 
 def test_single_sample_classes_and_prototypes():
@@ -202,6 +203,11 @@ def test_ties_go_to_the_lower_index():
     assert sel.prototypes.tolist() == [4]
     assert sel.easy_indices.tolist() == [0, 1, 4]
     assert sel.hard_indices.tolist() == [0, 4, 5, 6]
+    x = torch.tensor([[5.0], [-1.0], [1.0], [-5.0], [1.0]])
+    y = torch.tensor([0, 0, 0, 0, 1])  # class 0: mean 0, distances 25, 1, 1, 25
+    sel = PrototypeSelection(0.25).fit(x, y)
+    assert sel.prototypes.tolist() == [1, 4]  # the nearest two tie: the lower index is the prototype
+    assert sel.easy_indices.tolist() == [1, 4] and sel.hard_indices.tolist() == [0, 1, 4]
 
 
 @pytest.mark.parametrize(
