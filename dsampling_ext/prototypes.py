@@ -298,9 +298,9 @@ class PrototypeSelection(Sampler[int]):
         indices 0..N-1 each once, or ``(inputs, targets)`` in dataset order. Under
         torch.distributed each rank embeds what its loader gives (its shard, or everything), the
         ranks gather the embeddings, and every rank fits the same full set. With ``refit_every``
-        the model and loader are kept to re-embed later.
+        the model and loader are kept to re-embed later (:meth:`use_model`).
         """
-        self._source = (model, loader, layer, device, num_classes, progress)
+        self.use_model(model, loader, layer, device=device, num_classes=num_classes, progress=progress)
         embeddings, labels, indices = embed_dataset(model, loader, layer, device=device, progress=progress)
         if distributed.active():
             embeddings, labels, indices = _gather(embeddings, labels, indices)
@@ -314,6 +314,17 @@ class PrototypeSelection(Sampler[int]):
         row = torch.full((n,), inverse.numel(), dtype=torch.int64, device=inverse.device)
         row.scatter_reduce_(0, inverse, positions, "amin")
         return self.fit(embeddings[row], labels[row], num_classes)
+
+    def use_model(self, model: nn.Module, loader, layer: Union[str, nn.Module, None] = None, *,
+                  device: Union[torch.device, str, None] = None, num_classes: Optional[int] = None,
+                  progress: bool = True) -> "PrototypeSelection":
+        """Keep the model and loader that ``refit_every`` re-embeds with, without embedding now
+        (:meth:`fit_model` does both). A run resumed from :meth:`state_dict` calls this, since a
+        state holds the fitted subsets but not the model."""
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+        self._source = (model, loader, layer, device, num_classes, progress)
+        return self
 
     # -- the sampler -------------------------------------------------------------------------
 
@@ -336,7 +347,7 @@ class PrototypeSelection(Sampler[int]):
         self.epoch = require_int("epoch", epoch, 0)
         if self.refit_every is not None and epoch > 0 and epoch % self.refit_every == 0 and self.fitted_epoch != epoch:
             if self._source is None:
-                raise RuntimeError("refit_every needs fit_model (a model and loader to re-embed with)")
+                raise RuntimeError("refit_every needs fit_model or use_model (a model and loader to re-embed with)")
             model, loader, layer, device, num_classes, progress = self._source
             self.fit_model(model, loader, layer, device=device, num_classes=num_classes, progress=progress)
 

@@ -353,8 +353,41 @@ def test_refit_every_re_embeds_with_the_trained_model():
     with torch.no_grad():
         want = PrototypeSelection(0.5).fit(model[:3](x), y)
     assert torch.equal(sel.easy_indices, want.easy_indices)
-    with pytest.raises(RuntimeError, match="refit_every needs fit_model"):
+    with pytest.raises(RuntimeError, match="refit_every needs fit_model or use_model"):
         PrototypeSelection(refit_every=1).fit(x, y).set_epoch(1)
+
+
+def test_resumed_run_refits_like_the_uninterrupted_one():
+    """Stop after epoch 2 (a state_dict), resume in a new sampler with the same model: epochs 3-5,
+    and the refit at epoch 4, give what the uninterrupted run gives."""
+    x, y = clustered(400, 6, 4, seed=15, spread=3.0)
+    loader = DataLoader(IndexedDataset(TensorDataset(x, y)), batch_size=128)
+
+    def drift(model, epoch):  # "training": a deterministic change of the weights per epoch
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(0.3 * torch.randn(p.shape, generator=torch.Generator().manual_seed(epoch)))
+
+    model = small_model()
+    run = PrototypeSelection(0.6, switch_epoch=3, seed=2, refit_every=4).fit_model(model, loader, progress=False)
+    orders, state = [], None
+    for epoch in range(6):
+        run.set_epoch(epoch)
+        orders.append(list(run))
+        drift(model, epoch)
+        if epoch == 2:
+            state = run.state_dict()
+    model = small_model()
+    for epoch in range(3):
+        drift(model, epoch)
+    resumed = PrototypeSelection(0.6, switch_epoch=3, seed=2, refit_every=4)
+    resumed.load_state_dict(state)
+    resumed.use_model(model, loader, progress=False)
+    for epoch in range(3, 6):
+        resumed.set_epoch(epoch)
+        assert list(resumed) == orders[epoch]
+        drift(model, epoch)
+    assert resumed.fitted_epoch == 4 and not torch.equal(resumed.hard_indices, state["fitted"]["hard"])  # refitted
 
 
 def test_public_exports():
