@@ -322,6 +322,31 @@ def test_fit_model_takes_the_input_of_the_last_linear_by_default():
         assert torch.equal(module.centroids, PrototypeSelection(0.5).fit(model[0](x), y).centroids)
 
 
+class Probe(nn.Module):
+    """Records the mode of every forward it sees."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner, self.calls = inner, []
+
+    def forward(self, x):
+        self.calls.append((torch.is_inference_mode_enabled(), self.training))
+        return self.inner(x)
+
+
+def test_fit_model_embeds_in_inference_and_eval_mode_and_skips_the_head():
+    x, y = clustered(200, 6, 3, seed=16)
+    torch.manual_seed(0)
+    body, head = Probe(nn.Sequential(nn.Linear(6, 8), nn.ReLU())), nn.Linear(8, 3)
+    head_calls = []
+    head.register_forward_hook(lambda *_: head_calls.append(1))
+    model = nn.Sequential(body, head)
+    sel = PrototypeSelection(0.5).fit_model(model, DataLoader(TensorDataset(x, y), batch_size=64), progress=False)
+    assert body.calls == [(True, False)] * 4  # 4 batches, under inference_mode, in eval mode
+    assert head_calls == [] and model.training  # the hook stopped the forward before the head; mode restored
+    assert not sel.centroids.is_inference()  # what the sampler keeps is usable outside inference_mode
+
+
 def test_fit_model_rejects_what_it_cannot_embed():
     x, y = clustered(100, 6, 3, seed=13)
     model = small_model()
