@@ -20,7 +20,7 @@ from .ops import (  # noqa: E402
 )
 from .partition import DynamicPartitionSampler  # noqa: E402
 from .baselines import RandomSubsetSampler  # noqa: E402
-from .prototypes import PrototypeSelection  # noqa: E402
+from .prototypes import PrototypeSelection, embed_dataset, select_prototypes  # noqa: E402
 from .pruning import PruningSampler  # noqa: E402
 from .sampling import IndexSubsetSampler, IndexedDataset  # noqa: E402
 from .schedules import ProgressLR  # noqa: E402
@@ -58,12 +58,14 @@ __all__ = [
     "argmax_mismatch",
     "build_info",
     "centroid_distances",
+    "embed_dataset",
     "histogram_select",
     "loss_histogram",
     "ops",
     "partition_resample",
     "philox_uniform",
     "random_subset",
+    "select_prototypes",
     "selective_batches",
     "table_select",
     "weighted_mean",

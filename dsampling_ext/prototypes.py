@@ -66,6 +66,16 @@ def select_prototypes(sq_distances: Tensor, labels: Tensor, counts: Tensor, frac
         prototypes Tensor[K], -1 for an empty class. All on the device of ``sq_distances``.
     """
     fraction = _check_fraction(fraction)
+    for name, value in (("sq_distances", sq_distances), ("labels", labels), ("counts", counts)):
+        if not isinstance(value, Tensor) or value.dim() != 1:
+            raise TypeError(f"{name} must be a 1-D torch.Tensor, got {_describe(value)}")
+    if sq_distances.dtype not in (torch.float32, torch.float64):
+        raise TypeError(f"sq_distances must be float32 or float64, got {sq_distances.dtype}")
+    if labels.shape != sq_distances.shape:
+        raise ValueError(f"labels must have shape {tuple(sq_distances.shape)}, got {tuple(labels.shape)}")
+    if counts.dtype != torch.int64 or int(counts.sum()) != labels.numel():
+        raise ValueError(f"counts must be int64 class sizes adding up to {labels.numel()} (the labels' bincount), got "
+                         f"{counts.dtype} adding up to {int(counts.sum())}")
     device = sq_distances.device
     k = len(counts)
     sizes = counts.tolist()
@@ -83,6 +93,10 @@ def select_prototypes(sq_distances: Tensor, labels: Tensor, counts: Tensor, frac
     easy = torch.sort(easy_order[taken]).values
     hard = torch.unique(torch.cat([hard_order[taken], prototypes[nonempty]]))
     return easy, hard, prototypes
+
+
+def _describe(value) -> str:
+    return f"a {value.dim()}-D tensor" if isinstance(value, Tensor) else type(value).__name__
 
 
 class _Stop(Exception):

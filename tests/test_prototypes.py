@@ -418,3 +418,20 @@ def test_resumed_run_refits_like_the_uninterrupted_one():
 def test_public_exports():
     assert dsampling_ext.PrototypeSelection is PrototypeSelection
     assert dsampling_ext.centroid_distances is ops.centroid_distances
+    for name in ("PrototypeSelection", "centroid_distances", "embed_dataset", "select_prototypes"):
+        assert name in dsampling_ext.__all__
+
+
+def test_select_prototypes_from_given_distances():
+    d2 = torch.tensor([4.0, 1.0, 9.0, 1.0, 0.5, 2.0])
+    y = torch.tensor([0, 0, 0, 0, 2, 2])
+    easy, hard, prototypes = dsampling_ext.select_prototypes(d2, y, torch.tensor([4, 0, 2]), 0.5)
+    assert easy.tolist() == [1, 3, 4] and hard.tolist() == [0, 1, 2, 4, 5] and prototypes.tolist() == [1, -1, 4]
+    with pytest.raises(ValueError, match=r"counts must be int64 class sizes adding up to 6"):
+        dsampling_ext.select_prototypes(d2, y, torch.tensor([4, 0, 1]), 0.5)
+    with pytest.raises(TypeError, match="sq_distances must be float32 or float64"):
+        dsampling_ext.select_prototypes(d2.half(), y, torch.tensor([4, 0, 2]), 0.5)
+    with pytest.raises(ValueError, match=r"labels must have shape \(6,\)"):
+        dsampling_ext.select_prototypes(d2, y[:5], torch.tensor([4, 0, 2]), 0.5)
+    with pytest.raises(ValueError, match=r"fraction must be a number in \(0, 1\], got 0"):
+        dsampling_ext.select_prototypes(d2, y, torch.tensor([4, 0, 2]), 0)
