@@ -80,7 +80,9 @@ def test_fit_model_on_cuda():
     x, y = clustered(1000, 6, 3, 5, torch.float32)
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(6, 32), nn.ReLU(), nn.Linear(32, 3)).cuda()
-    loader = DataLoader(IndexedDataset(TensorDataset(x, y)), batch_size=128, shuffle=True)
+    # one batch of every row, in order: the same GEMM as the reference's (cuBLAS may round a row
+    # differently at another batch size, which could move a sample across the cut)
+    loader = DataLoader(IndexedDataset(TensorDataset(x, y)), batch_size=1000)
     sel = PrototypeSelection(0.5).fit_model(model, loader, progress=False)
     with torch.no_grad():
         want = PrototypeSelection(0.5).fit(model[:2](x.cuda()), y.cuda())
