@@ -69,8 +69,10 @@ setup(
     version="0.1.0",
     description="Fused C++/CUDA sample-selection kernels that speed up PyTorch training",
     packages=find_packages(include=["dsampling_ext", "dsampling_ext.*"]),
-    python_requires=">=3.9",
-    install_requires=["torch>=2.4", "numpy"],
+    # The floors are the oldest versions built and tested (make test: torch 2.13.0 CPU;
+    # make cuda-build: 2.14.1 with CUDA 13.0; Python 3.11), checked by tests/test_build.py.
+    python_requires=">=3.11",
+    install_requires=["torch>=2.13", "numpy"],
     ext_modules=[extension],
     cmdclass={"build_ext": Build.with_options(use_ninja=True)},
     zip_safe=False,

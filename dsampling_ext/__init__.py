@@ -1,6 +1,6 @@
 """dsampling_ext: fused C++/CUDA kernels that decide which samples get a backward pass."""
 
-from ._library import JitBuildWarning, load as _load
+from ._library import ForeignBuildWarning, JitBuildWarning, load as _load
 
 _load()
 
@@ -32,7 +32,10 @@ def build_info() -> dict:
     """How the compiled kernels were obtained.
 
     Returns:
-        dict with ``path`` ("prebuilt" or "jit"), ``library`` (file loaded), ``cuda`` (whether
+        dict with ``path`` ("prebuilt" or "jit"), ``library`` (file loaded), ``package`` (where
+        the Python files are), ``library_tree`` (the tree the library belongs to: its package
+        directory, or the source tree a JIT build compiled), ``matches_package`` (whether that is
+        this package; import warns with ForeignBuildWarning otherwise), ``cuda`` (whether
         CUDA kernels are compiled in), ``cuda_version`` (toolkit they were built with, or None),
         ``torch`` and ``torch_cuda`` (the running torch and its CUDA version).
     """
@@ -42,6 +45,7 @@ def build_info() -> dict:
 __all__ = [
     "BatchAccumulator",
     "DynamicPartitionSampler",
+    "ForeignBuildWarning",
     "IndexSubsetSampler",
     "IndexedDataset",
     "JitBuildWarning",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import sys
 import warnings
 from pathlib import Path
 
@@ -22,7 +23,26 @@ _info: dict = {}
 
 
 class JitBuildWarning(UserWarning):
-    """The compiled extension was missing and was built just in time."""
+    """The compiled extension was missing and was built just in time (or loaded from that cache)."""
+
+
+class ForeignBuildWarning(UserWarning):
+    """The compiled kernels loaded belong to another source tree than the Python files."""
+
+
+def _user_stacklevel() -> int:
+    """``stacklevel`` of the first frame outside this package: the user's ``import`` line.
+
+    Counts frames as ``warnings.warn`` does, which passes over importlib's bootstrap frames."""
+    level, frame = 1, sys._getframe(1)
+    while frame is not None:
+        name = frame.f_code.co_filename
+        if not ("importlib" in name and "_bootstrap" in name):
+            if not name.startswith(str(_PACKAGE_DIR) + os.sep):
+                return level
+            level += 1
+        frame = frame.f_back
+    return 1
 
 
 def _csrc_dir() -> Path:
@@ -50,12 +70,14 @@ def _jit_build() -> Path:
     name = "dsampling_jit_cuda" if with_cuda else "dsampling_jit_cpu"
     build_dir = build_dir / f"{name}-torch{torch.__version__}"
     build_dir.mkdir(parents=True, exist_ok=True)
-    warnings.warn(
-        f"dsampling_ext: no prebuilt extension; JIT-building {'CPU+CUDA' if with_cuda else 'CPU'} "
-        f"kernels from {csrc} into {build_dir} (cached for later imports)",
-        JitBuildWarning,
-        stacklevel=3,
-    )
+    kernels = "CPU+CUDA" if with_cuda else "CPU"
+    if (build_dir / f"{name}.so").is_file():
+        message = (f"dsampling_ext: no prebuilt extension; loading the JIT-built {kernels} kernels cached in "
+                   f"{build_dir} (rebuilt first if {csrc} changed)")
+    else:
+        message = (f"dsampling_ext: no prebuilt extension; JIT-building {kernels} kernels from {csrc} into "
+                   f"{build_dir} (a few minutes, once: later imports load them from there)")
+    warnings.warn(message, JitBuildWarning, stacklevel=_user_stacklevel())
     cxx, nvcc = _cuda_env.compile_flags(with_cuda, openmp=torch.backends.openmp.is_available())
     cpp_extension.load(
         name=name,
@@ -83,10 +105,24 @@ def load() -> dict:
             library = None
     if library is None:
         library, path = str(_jit_build()), "jit"
+        owner = _csrc_dir().parent  # the source tree the JIT build compiled
+        matches = owner == _PACKAGE_DIR.parent or owner == _PACKAGE_DIR
+    else:
+        owner = Path(library).resolve().parent
+        matches = owner == _PACKAGE_DIR
+        if not matches:  # e.g. an editable install's finder resolved dsampling_ext._C in its own checkout
+            warnings.warn(
+                f"dsampling_ext: the Python files at {_PACKAGE_DIR} loaded the compiled kernels of another tree, "
+                f"{library}; they may not match. Build this tree (pip install --no-build-isolation -e "
+                f"{_PACKAGE_DIR.parent}) or set DSAMPLING_FORCE_JIT=1",
+                ForeignBuildWarning, stacklevel=_user_stacklevel())
     cuda_version = torch.ops.dsampling._cuda_version()
     _info.update(
         path=path,
         library=library,
+        package=str(_PACKAGE_DIR),
+        library_tree=str(owner),
+        matches_package=matches,
         cuda=cuda_version >= 0,
         cuda_version=None if cuda_version < 0 else f"{cuda_version // 1000}.{cuda_version % 1000 // 10}",
         torch=torch.__version__,

@@ -4,19 +4,19 @@ apart from merely seeing less data (SPEC section 6)."""
 
 from __future__ import annotations
 
-from typing import Iterator, Optional, Sized, Union
+from typing import Optional, Sized, Union
 
-from torch.utils.data import Sampler
+from torch import Tensor
 
 from . import ops
-from ._validate import require_seed
+from ._validate import require_epoch, require_seed
 from .partition import _num_samples, resolve_size
-from .sampling import resolve_replicas, shard, sharded_length
+from .sampling import ResumableSampler, resolve_replicas, shard, sharded_length
 
 __all__ = ["RandomSubsetSampler"]
 
 
-class RandomSubsetSampler(Sampler[int]):
+class RandomSubsetSampler(ResumableSampler):
     """Each epoch, ``fraction`` of the dataset drawn uniformly without replacement, in random order.
 
     Epoch e's subset depends only on (seed, e) (``random_subset`` op: O(size) partial
@@ -37,18 +37,16 @@ class RandomSubsetSampler(Sampler[int]):
         self.epoch = 0
         self.num_replicas, self.rank = resolve_replicas(num_replicas, rank)
 
+    def __repr__(self) -> str:
+        return f"RandomSubsetSampler(num_samples={self.num_samples}, size={self.size}, seed={self.seed})"
+
     def set_epoch(self, epoch: int) -> None:
+        epoch = require_epoch(epoch)
+        self._restart(epoch)
         self.epoch = epoch
 
     def __len__(self) -> int:
         return sharded_length(self.size, self.num_replicas)
 
-    def __iter__(self) -> Iterator[int]:
-        subset = ops.random_subset(self.num_samples, self.size, self.seed, self.epoch)
-        return iter(shard(subset, self.num_replicas, self.rank).tolist())
-
-    def state_dict(self) -> dict:
-        return dict(epoch=self.epoch)
-
-    def load_state_dict(self, state: dict) -> None:
-        self.epoch = state["epoch"]
+    def _epoch_order(self) -> Tensor:
+        return shard(ops.random_subset(self.num_samples, self.size, self.seed, self.epoch), self.num_replicas, self.rank)

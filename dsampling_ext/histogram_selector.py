@@ -8,6 +8,9 @@ Losers", 2019 (rule="cdf").
 
 from __future__ import annotations
 
+import itertools
+import math
+from collections.abc import Mapping
 from typing import Any, Callable, Iterable, Iterator, Optional, Union
 
 import torch
@@ -15,12 +18,21 @@ from torch import Tensor, nn
 from torch.utils import _pytree as pytree
 
 from . import distributed, ops
-from ._validate import require_int, require_number, require_seed
+from ._validate import require_epoch, require_int, require_number, require_seed
 from .accumulate import BatchAccumulator
+from .batches import check_loader, check_model, split_batch
+from .schedules import SelectionWindow
 from .scores import check_score_scale, scoring_forward
 from .timing import StageTimer, stage
 
 __all__ = ["LossCache", "LossHistogramSelector", "selective_batches"]
+
+
+#: Each rule's own parameters and their defaults (ADONIS's for "pmf", Selective-Backprop's for "cdf").
+_RULE_PARAMS = {
+    "pmf": dict(bins="sturges", threshold=0.1, keep_fraction=0.3, keep="bernoulli"),
+    "cdf": dict(beta=2.0),
+}
 
 
 class LossHistogramSelector:
@@ -38,66 +50,101 @@ class LossHistogramSelector:
     then :meth:`select` on each forward batch's per-sample losses. The history lives on the
     device of the losses and moves with them; state_dict() / load_state_dict() resume exactly.
 
+    Parameters a rule does not use must be left out (None): ``bins``, ``threshold``,
+    ``keep_fraction`` and ``keep`` belong to "pmf", ``beta`` to "cdf"; giving one to the other
+    rule is a ValueError, not a silently ignored value.
+
     Args:
         history: length of the loss history (ring buffer), 1..65536.
-        bins: "sturges" (default), "sqrt", "rice" (on the clipped history's size) or an int.
+        bins: "pmf": "sturges" (default), "sqrt", "rice" (on the clipped history's size) or an int.
         clip_sigma: clip at mean -+ clip_sigma * sd of the history (ddof 0); None turns clipping off.
         clip: "clamp" (default) clamps history and batch losses to the bounds; "drop" ignores
             history values outside them and gives batch losses outside them p = 0.
-        threshold: PMF threshold theta; a sample is a candidate iff p > threshold.
-        keep_fraction: alpha, the share of candidates kept.
-        keep: "bernoulli" (default: each candidate with probability alpha), "fraction" (exactly
-            ceil(alpha * |C|) random candidates) or "top" (the ceil(alpha * |C|) with highest p).
+        threshold: "pmf": PMF threshold theta in [0, 1) (default 0.1); a sample is a candidate
+            iff p > threshold.
+        keep_fraction: "pmf": alpha in (0, 1], the share of candidates kept (default 0.3).
+        keep: "pmf": "bernoulli" (default: each candidate with probability alpha), "fraction"
+            (exactly ceil(alpha * |C|) random candidates) or "top" (the ceil(alpha * |C|) with
+            highest p).
         rule: "pmf" (ADONIS) or "cdf" (Selective-Backprop).
-        beta: the exponent of the CDF rule.
+        beta: "cdf": the exponent, > 0 (default 2).
         warmup_epochs: omega, epochs of ordinary training (every sample kept) before selecting.
         staleness: eta, epochs a cached loss stays usable (see :class:`LossCache`).
         seed: seed of the Philox draws.
         nan: "error" (default) raises on NaN/Inf losses; "ignore" leaves them out of the history
             and never keeps them.
+        start, end, interval, epochs: Composer's SelectiveBackprop window: select only in the
+            epochs with start <= epoch / epochs < end, and there on every interval-th batch;
+            the other batches are kept whole, with no selection forward (see
+            :class:`~dsampling_ext.schedules.SelectionWindow`). ``epochs`` (the run's length) is
+            needed with start > 0 or end < 1.
     """
 
     def __init__(
         self,
         history: int = 512,
-        bins: Union[int, str] = "sturges",
+        bins: Union[int, str, None] = None,
         clip_sigma: Optional[float] = 1.0,
         clip: str = "clamp",
-        threshold: float = 0.1,
-        keep_fraction: float = 0.3,
-        keep: str = "bernoulli",
+        threshold: Optional[float] = None,
+        keep_fraction: Optional[float] = None,
+        keep: Optional[str] = None,
         rule: str = "pmf",
-        beta: float = 2.0,
+        beta: Optional[float] = None,
         warmup_epochs: int = 1,
         staleness: int = 1,
         seed: int = 0,
         nan: str = "error",
+        start: float = 0.0,
+        end: float = 1.0,
+        interval: int = 1,
+        epochs: Optional[int] = None,
     ):
         self.history = require_int("history", history, 1)
         if history > ops.MAX_HISTORY:
             raise ValueError(f"history must be at most {ops.MAX_HISTORY}, got {history}")
-        ops._bin_rule(bins, ops.MAX_SELECT_BINS)
-        self.bins = bins
+        ops._choice("rule", rule, ops.SELECT_RULES)
+        if rule == "cdf" and keep is not None and keep != "bernoulli":
+            raise ValueError(f"keep must be 'bernoulli' with rule='cdf' (Selective-Backprop draws Bernoulli(p)), "
+                             f"got {keep!r}")
+        given = dict(bins=bins, threshold=threshold, keep_fraction=keep_fraction, keep=keep, beta=beta)
+        unused = [name for name, value in given.items() if value is not None and name not in _RULE_PARAMS[rule]]
+        if unused:
+            raise ValueError(f"{', '.join(unused)} {'is' if len(unused) == 1 else 'are'} not used by rule={rule!r} "
+                             f"(its parameters: {', '.join(_RULE_PARAMS[rule])}); leave {'it' if len(unused) == 1 else 'them'} out")
+        defaults = _RULE_PARAMS[rule]
+        self.rule = rule
+        self.bins = defaults.get("bins") if bins is None else bins
+        self.threshold = defaults.get("threshold") if threshold is None else threshold
+        self.keep_fraction = defaults.get("keep_fraction") if keep_fraction is None else keep_fraction
+        self.keep = defaults.get("keep") if keep is None else keep
+        self.beta = defaults.get("beta") if beta is None else beta
         self.clip_sigma = None if clip_sigma is None else require_number("clip_sigma", clip_sigma, 0.0)
         ops._choice("clip", clip, {"clamp": 1, "drop": 2})
         self.clip = clip
-        self.threshold = require_number("threshold", threshold, 0.0)
-        self.keep_fraction = require_number("keep_fraction", keep_fraction, 0.0, 1.0)
-        ops._choice("keep", keep, ops.KEEP_MODES)
-        ops._choice("rule", rule, ops.SELECT_RULES)
-        if rule == "cdf" and keep != "bernoulli":
-            raise ValueError(f"keep must be 'bernoulli' with rule='cdf', got {keep!r}")
-        self.keep, self.rule = keep, rule
-        self.beta = require_number("beta", beta, 0.0)
         self.warmup_epochs = require_int("warmup_epochs", warmup_epochs, 0)
         self.staleness = require_int("staleness", staleness, 1)
         self.seed = require_seed(seed)
         ops._choice("nan", nan, {"error": 0, "ignore": 1})
         self.nan = nan
-        self._options = ops._select_options(rule, bins, threshold, clip_sigma, clip, keep_fraction, keep, beta,
-                                            nan == "ignore")  # the op's options, checked once
+        self.window = SelectionWindow(start, end, interval, epochs)
+        self.steps = 0  # batches given to select() (or passed over by selective_batches) since the start
+        # The op's options, checked once (the unused rule's slots get the op's neutral defaults).
+        op_values = {**_RULE_PARAMS["pmf"], **_RULE_PARAMS["cdf"], **{k: getattr(self, k) for k in defaults}}
+        self._options = ops._select_options(rule, op_values["bins"], op_values["threshold"], clip_sigma, clip,
+                                            op_values["keep_fraction"], op_values["keep"], op_values["beta"],
+                                            nan == "ignore")
+        # Values that make the method a silent no-op (nothing ever kept, or everything) are errors.
+        if rule == "pmf" and self._options[6] == 0.0:
+            raise ValueError("keep_fraction must be in (0, 1], got 0.0 (no candidate would ever be kept)")
+        if rule == "cdf" and not 0.0 < self._options[8] < math.inf:
+            raise ValueError(f"beta must be a finite number > 0, got {self.beta!r} (beta=0 keeps every sample)")
+        self.threshold = None if self.threshold is None else float(self._options[3])
+        self.keep_fraction = None if self.keep_fraction is None else float(self._options[6])
+        self.beta = None if self.beta is None else float(self._options[8])
         self.epoch = 0
         self.calls = 0  # selection steps so far: the Philox offset of the next one
+        self.position = 0  # raw batches selective_batches consumed this epoch (0 once it ran to its end)
         self._history: Optional[Tensor] = None
         self._state: Optional[Tensor] = None
         self.last_p: Optional[Tensor] = None
@@ -110,10 +157,10 @@ class LossHistogramSelector:
         return cls(history=history, beta=beta, rule="cdf", **kwargs)
 
     def __repr__(self) -> str:
-        return (f"LossHistogramSelector(rule={self.rule!r}, history={self.history}, bins={self.bins!r}, "
-                f"clip_sigma={self.clip_sigma}, clip={self.clip!r}, threshold={self.threshold}, "
-                f"keep_fraction={self.keep_fraction}, keep={self.keep!r}, beta={self.beta}, "
-                f"warmup_epochs={self.warmup_epochs}, staleness={self.staleness}, seed={self.seed})")
+        rule_params = ", ".join(f"{k}={getattr(self, k)!r}" for k in _RULE_PARAMS[self.rule])
+        return (f"LossHistogramSelector(rule={self.rule!r}, history={self.history}, {rule_params}, "
+                f"clip_sigma={self.clip_sigma}, clip={self.clip!r}, warmup_epochs={self.warmup_epochs}, "
+                f"staleness={self.staleness}, seed={self.seed}, {self.window!r})")
 
     def set_epoch(self, epoch: int) -> None:
         """Set the current epoch (0-based), as with DistributedSampler.
@@ -121,7 +168,10 @@ class LossHistogramSelector:
         With ``nan="error"``, also raises if :meth:`select` saw NaN/Inf losses that it could not
         refuse on the spot without a host sync (during warm-up, and on CUDA): one sync per epoch.
         """
-        self.epoch = require_int("epoch", epoch, 0)
+        epoch = require_epoch(epoch)
+        if epoch != self.epoch:
+            self.position = 0
+        self.epoch = epoch
         if self._nonfinite is not None:
             bad, self._nonfinite = int(self._nonfinite), None
             if bad:
@@ -137,6 +187,11 @@ class LossHistogramSelector:
     @property
     def in_warmup(self) -> bool:
         return self.epoch < self.warmup_epochs
+
+    @property
+    def selects_next(self) -> bool:
+        """Whether the next batch is selected (not warm-up, inside the start/end/interval window)."""
+        return not self.in_warmup and self.window.selects(self.epoch, self.steps)
 
     @property
     def loss_history(self) -> Optional[Tensor]:
@@ -159,8 +214,9 @@ class LossHistogramSelector:
                 int64 value is a valid key).
 
         Returns:
-            Tensor[B] bool on the device of ``losses``. During warm-up every sample is kept and
-            the history is not touched (Alg. 1, lines 11-16).
+            Tensor[B] bool on the device of ``losses``. During warm-up (and outside the
+            start/end/interval window) every sample is kept and the history is not touched
+            (Alg. 1, lines 11-16).
 
         No host synchronisation: with ``nan="error"`` a NaN/Inf loss raises here on the CPU
         (the op refuses it before changing anything); during warm-up and on CUDA it is counted
@@ -180,7 +236,9 @@ class LossHistogramSelector:
             keys = indices.to(device=losses.device, dtype=torch.int64)
         if losses.requires_grad:
             losses = losses.detach()
-        if self.in_warmup:
+        selects = self.selects_next
+        self.steps += 1
+        if not selects:
             if self.nan == "error":
                 self._count_nonfinite(losses)
             self.last_p = None
@@ -216,7 +274,7 @@ class LossHistogramSelector:
 
     def state_dict(self) -> dict:
         return dict(
-            config=repr(self), epoch=self.epoch, calls=self.calls,
+            config=repr(self), epoch=self.epoch, calls=self.calls, steps=self.steps, position=self.position,
             history=None if self._history is None else self._history.clone(),
             state=None if self._state is None else self._state.clone(),
         )
@@ -224,7 +282,8 @@ class LossHistogramSelector:
     def load_state_dict(self, state: dict) -> None:
         if state["config"] != repr(self):
             raise ValueError(f"state was saved by {state['config']}, not by {self!r}")
-        self.epoch, self.calls = state["epoch"], state["calls"]
+        self.epoch, self.calls, self.steps = state["epoch"], state["calls"], state["steps"]
+        self.position = state["position"]
         self._history = None if state["history"] is None else state["history"].clone()
         self._state = None if state["state"] is None else state["state"].clone()
 
@@ -294,12 +353,6 @@ class LossCache:
         self.updated_epoch = state["updated_epoch"].to(self.losses.device).clone()
 
 
-def _split_batch(batch: Any) -> tuple[Any, Tensor, Optional[Tensor]]:
-    if not isinstance(batch, (tuple, list)) or len(batch) not in (2, 3):
-        raise ValueError("the loader must yield (inputs, targets) or (inputs, targets, indices)")
-    return batch[0], batch[1], batch[2] if len(batch) == 3 else None
-
-
 def selective_batches(
     loader: Iterable,
     model: nn.Module,
@@ -312,14 +365,19 @@ def selective_batches(
     device: Union[torch.device, str, None] = None,
     timer: Optional[StageTimer] = None,
     score_scale: Optional[float] = None,
-) -> Iterator[tuple]:
+    resume: bool = True,
+    input_key: str = "input",
+    target_key: str = "target",
+    index_key: str = "index",
+) -> Iterator[Any]:
     """One epoch of the ADONIS loop: selection forwards, then full training batches.
 
-    For each ``(inputs, targets[, indices])`` from ``loader``: unless in warm-up, compute the
+    For each batch of ``loader`` (``(inputs, targets)``, ``(inputs, targets, indices)``, or a
+    dict with ``input_key``, ``target_key`` and optionally ``index_key``): unless in warm-up, compute the
     per-sample losses with a no-grad forward (only for samples the ``cache`` says are stale;
     ``selection_mode="eval"`` runs it in eval mode as the SB code does, "train" in train mode),
     select with ``selector``, and add the kept samples to ``accumulator``; yield every full
-    batch ``(inputs, targets[, indices])`` of ``accumulator.batch_size`` samples, then at the end
+    batch of ``accumulator.batch_size`` samples (in the loader's form), then at the end
     what the accumulator's leftover policy releases. Pass the same accumulator every epoch for
     ``leftover="carry"`` to carry samples over. ``loss_fn`` must return per-sample losses
     (``reduction="none"``). Call ``selector.set_epoch(epoch)`` first.
@@ -332,12 +390,33 @@ def selective_batches(
     of the loader at once, so a loader batch larger than ``accumulator.batch_size`` (e.g. 512
     raw for 128-sample training steps) makes it cheaper per sample.
 
+    Mid-epoch resume: the selector counts the raw batches consumed this epoch
+    (``selector.position``, in its state_dict); after ``load_state_dict`` of a run saved
+    mid-epoch (with the accumulator's state), the call skips that many raw batches of ``loader``
+    (which must repeat the saved epoch's order, e.g. a seeded sampler with ``set_epoch``) and
+    goes on as the saved run would have. ``resume=False`` when the loader restores its own
+    position (torchdata's ``StatefulDataLoader``). An epoch that ran to its end sets the position
+    back to 0, and so does ``set_epoch`` with another epoch.
+
+    Empty batches are skipped. During warm-up no selection forward runs, but the first batch
+    checks with a one-sample forward that ``loss_fn`` returns per-sample losses.
+
     Args:
         device: where inputs go for the selection forward (default: where they are).
         timer: a :class:`StageTimer` that receives "selection_forward" and "select" times.
         score_scale: downsample 4-D image inputs by this factor in (0, 1) for the selection
             forward only (Composer's ``scale_factor``); the model must accept the smaller size.
     """
+    check_loader(loader)
+    check_model(model)
+    if not callable(loss_fn):
+        raise TypeError(f"loss_fn must be callable (returning per-sample losses), got {type(loss_fn).__name__}")
+    if not isinstance(selector, LossHistogramSelector):
+        raise TypeError(f"selector must be a LossHistogramSelector, got {type(selector).__name__}")
+    if not isinstance(accumulator, BatchAccumulator):
+        raise TypeError(f"accumulator must be a BatchAccumulator, got {type(accumulator).__name__}")
+    if cache is not None and not isinstance(cache, LossCache):
+        raise TypeError(f"cache must be a LossCache or None, got {type(cache).__name__}")
     score_scale = check_score_scale(score_scale)
     if selection_mode not in ("eval", "train"):
         raise ValueError(f"selection_mode must be 'eval' or 'train', got {selection_mode!r}")
@@ -351,12 +430,32 @@ def selective_batches(
         raise ValueError("leftover='flush' cannot keep data-parallel ranks in step (their last batches differ); "
                          "use 'carry' or 'drop'")
     epoch = selector.epoch
-    for batch in loader:
-        inputs, targets, indices = _split_batch(batch)
+    checked = False  # loss_fn's output shape, checked once in warm-up (no selection forward there)
+    batches = iter(loader)
+    if resume and selector.position:  # a resumed epoch: skip the raw batches the saved run consumed
+        skipped = sum(1 for _ in itertools.islice(batches, selector.position))
+        if skipped < selector.position:
+            raise ValueError(f"cannot resume at raw batch {selector.position} of epoch {epoch}: the loader has "
+                             f"only {skipped}")
+    else:
+        selector.position = 0
+    for batch in batches:
+        inputs, targets, indices = split_batch(batch, input_key, target_key, index_key)
         if cache is not None and indices is None:
-            raise ValueError("a LossCache needs the loader to yield (inputs, targets, indices)")
+            raise ValueError("a LossCache needs each sample's dataset index: wrap the dataset in "
+                             "dsampling_ext.IndexedDataset so the loader yields (inputs, targets, indices)")
         size = targets.shape[0]
-        if selector.in_warmup:
+        if size == 0:
+            if lockstep:
+                raise ValueError("the loader yielded an empty batch; under torch.distributed every rank must "
+                                 "see the same number of non-empty batches")
+            continue
+        if not selector.selects_next:  # warm-up, or outside the start/end/interval window: the whole batch
+            if not checked:  # in eval mode: a train-mode forward of 2 samples would move BatchNorm's statistics
+                first = torch.arange(size) < 2
+                _selection_losses(model, loss_fn, inputs, targets, first, "eval", device, score_scale)
+                checked = True
+            selector.steps += 1
             keep = torch.ones(size, dtype=torch.bool)
         else:
             if cache is None:
@@ -373,17 +472,21 @@ def selective_batches(
             with stage(timer, "select"):
                 keep = selector.select(losses, indices)
         with stage(timer, "select"):
-            accumulator.add(tuple(batch), keep)
+            accumulator.add(batch if isinstance(batch, Mapping) else tuple(batch), keep)
             # Under DDP every rank trains the same number of batches: as many as the emptiest rank can.
             limit = distributed.all_min(accumulator.pending // accumulator.batch_size) if lockstep else None
-            ready = list(accumulator.ready(limit))
-        yield from ready
+        selector.position += 1
+        # Taken from the accumulator one at a time, so that a checkpoint between two yields holds
+        # the batches not yet trained.
+        yield from accumulator.ready(limit)
     yield from accumulator.end_epoch()
+    selector.position = 0  # the epoch ran to its end
 
 
 def _selection_losses(model, loss_fn, inputs, targets, need: Optional[Tensor], mode: str, device, scale) -> Tensor:
     """Losses of the rows `need` selects (all when None) from a no-grad scoring forward."""
-    select_rows = (lambda t: t[need.to(t.device)]) if need is not None and not bool(need.all()) else (lambda t: t)
+    select_rows = ((lambda t: t[need.to(t.device)] if isinstance(t, Tensor) else t)
+                   if need is not None and not bool(need.all()) else (lambda t: t))
     x = pytree.tree_map(select_rows, inputs)
     y = select_rows(targets)
     y = y.to(device) if device is not None else y

@@ -7,15 +7,19 @@ random fill of Alg. 5 for when too few samples are misclassified.
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Mapping
 from typing import Any, Iterable, Iterator, Optional, Union
 
 import torch
 from torch import Tensor, nn
 
 from . import distributed, ops
-from ._validate import require_int, require_number, require_seed
+from ._validate import require_epoch, require_int, require_number, require_seed
 from .accumulate import BatchAccumulator
+from .batches import check_loader, check_model, is_sequential, split_batch
 from .sampling import IndexSubsetSampler
+from .schedules import SelectionWindow
 from .scores import ScoreTable, TableSampler, check_score_scale, scoring_forward
 from .timing import StageTimer, stage
 
@@ -74,6 +78,10 @@ class MisclassifiedFilter:
             forward only (the model must accept the smaller size); the forward runs under
             torch.inference_mode, and a loader batch larger than batch_size scores more
             samples per call.
+        start, end, interval, epochs: batch mode: filter only in the epochs with
+            start <= epoch / epochs < end, and there every interval-th raw batch; the other raw
+            batches are trained whole, with no filtering forward (Composer's SelectiveBackprop
+            window; see :class:`~dsampling_ext.schedules.SelectionWindow`).
     """
 
     def __init__(
@@ -89,25 +97,36 @@ class MisclassifiedFilter:
         keep_correct: float = 0.1,
         staleness: int = 3,
         score_scale: Optional[float] = None,
+        start: float = 0.0,
+        end: float = 1.0,
+        interval: int = 1,
+        epochs: Optional[int] = None,
     ):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         if overflow not in OVERFLOW:
             raise ValueError(f"overflow must be one of {OVERFLOW}, got {overflow!r}")
-        if margin is not None and (isinstance(margin, bool) or not isinstance(margin, (int, float)) or not 0 <= margin <= 1):
-            raise ValueError(f"margin must be None or a number in [0, 1], got {margin!r}")
-        if fallback_after is not None and (isinstance(fallback_after, bool) or not isinstance(fallback_after, int) or fallback_after < 1):
-            raise ValueError(f"fallback_after must be None or an int >= 1, got {fallback_after!r}")
+        batch_size = require_int("batch_size", batch_size, 1)
+        if margin is not None:
+            margin = require_number("margin", margin, 0.0, 1.0, high_open=True,
+                                    what="None or a number")  # 1 would keep every sample
+        if fallback_after is not None:
+            fallback_after = require_int("fallback_after", fallback_after, 1, what="None or an int")
         if selection_mode not in ("eval", "train"):
             raise ValueError(f"selection_mode must be 'eval' or 'train', got {selection_mode!r}")
-        require_seed(seed)
+        seed = require_seed(seed)
         if scores not in SCORES:
             raise ValueError(f"scores must be one of {SCORES}, got {scores!r}")
         if scores == "training" and mode != "epoch":
             raise ValueError("scores='training' needs mode='epoch' (batch mode filters each raw batch with a forward)")
         if scores == "training" and margin is not None:
             raise ValueError("margin must be None with scores='training': the score table records argmax correctness only")
+        self.window = SelectionWindow(start, end, interval, epochs)
+        if mode == "epoch" and repr(self.window) != repr(SelectionWindow()):
+            raise ValueError("start, end, interval and epochs are for mode='batch' (epoch mode filters whole epochs)")
         self.keep_correct = require_number("keep_correct", keep_correct, 0.0, 1.0)
+        if self.keep_correct == 1.0:
+            raise ValueError("keep_correct must be in [0, 1), got 1.0 (nothing would be filtered)")
         self.staleness = require_int("staleness", staleness, 1)
         self.scores = scores
         self.score_scale = check_score_scale(score_scale)
@@ -119,14 +138,21 @@ class MisclassifiedFilter:
         self.seen = self.kept = self.fallback_filled = 0
         self.raw_batches_waiting = 0  # raw batches since the last training batch
         self.draws = 0  # Philox offset of the next random fill
+        self.position = 0  # raw batches batches() consumed this epoch (0 once it ran to its end)
+        self._epoch_sampler: Optional[IndexSubsetSampler] = None  # epoch mode: one sampler, updated in place
+        self.steps = 0  # raw batches batches() was given since the start (the window's interval)
 
     def __repr__(self) -> str:
         return (f"MisclassifiedFilter(batch_size={self.batch_size}, mode={self.mode!r}, margin={self.margin}, "
                 f"overflow={self.overflow!r}, fallback_after={self.fallback_after}, "
                 f"selection_mode={self.selection_mode!r}, seed={self.seed}, scores={self.scores!r}, "
-                f"keep_correct={self.keep_correct}, staleness={self.staleness}, score_scale={self.score_scale})")
+                f"keep_correct={self.keep_correct}, staleness={self.staleness}, score_scale={self.score_scale}, "
+                f"{self.window!r})")
 
     def set_epoch(self, epoch: int) -> None:
+        epoch = require_epoch(epoch)
+        if epoch != self.epoch:
+            self.position = 0
         self.epoch = epoch
 
     def counters(self) -> dict[str, int]:
@@ -153,50 +179,94 @@ class MisclassifiedFilter:
         return fill
 
     def batches(self, loader: Iterable, model: nn.Module, device: Union[torch.device, str, None] = None,
-                timer: Optional[StageTimer] = None) -> Iterator[tuple]:
-        """One epoch of batchwise filtering (Alg. 10): yields training batches as the loader's tuples.
+                timer: Optional[StageTimer] = None, *, resume: bool = True, input_key: str = "input",
+                target_key: str = "target", index_key: str = "index") -> Iterator[Any]:
+        """One epoch of batchwise filtering (Alg. 10): yields training batches in the loader's form.
 
-        ``loader`` yields ``(inputs, targets)`` or ``(inputs, targets, indices)``; the filtering
-        forward moves inputs to ``device`` when given; ``timer`` receives "selection_forward" and
-        "select" times.
+        ``loader`` yields ``(inputs, targets)``, ``(inputs, targets, indices)`` or dicts with
+        ``input_key``, ``target_key`` (and optionally ``index_key``); empty batches are skipped.
+        The filtering forward moves inputs to ``device`` when given; ``timer`` receives
+        "selection_forward" and "select" times.
+
+        Mid-epoch resume: the filter counts the raw batches consumed this epoch (``position``, in
+        its state_dict); after ``load_state_dict`` of a run saved mid-epoch, the call skips that
+        many raw batches of ``loader`` (which must repeat the saved epoch's order) and goes on as
+        the saved run would have; ``resume=False`` when the loader restores its own position. An
+        epoch that ran to its end sets the position back to 0, and so does ``set_epoch`` with
+        another epoch.
         """
         if self.mode != "batch":
             raise RuntimeError("batches() is for mode='batch'; use epoch_sampler() in mode='epoch'")
-        for batch in loader:
-            if not isinstance(batch, (tuple, list)) or len(batch) not in (2, 3):
-                raise ValueError("the loader must yield (inputs, targets) or (inputs, targets, indices)")
-            targets = batch[1]
+        check_loader(loader)
+        check_model(model)
+        batches = iter(loader)
+        if resume and self.position:  # a resumed epoch: skip the raw batches the saved run consumed
+            skipped = sum(1 for _ in itertools.islice(batches, self.position))
+            if skipped < self.position:
+                raise ValueError(f"cannot resume at raw batch {self.position} of epoch {self.epoch}: the loader "
+                                 f"has only {skipped}")
+        else:
+            self.position = 0
+        for batch in batches:
+            inputs, targets, _ = split_batch(batch, input_key, target_key, index_key)
+            if targets.shape[0] == 0:
+                if distributed.active():
+                    raise ValueError("the loader yielded an empty batch; under torch.distributed every rank must "
+                                     "see the same number of non-empty batches")
+                continue
+            rows = batch if isinstance(batch, Mapping) else tuple(batch)
+            self.steps += 1
+            if not self.window.selects(self.epoch, self.steps - 1):  # outside the window: the whole batch
+                with stage(timer, "select"):
+                    self.seen += targets.shape[0]
+                    self.kept += targets.shape[0]
+                    self.accumulator.add(rows, torch.ones(targets.shape[0], dtype=torch.bool))
+                    limit = (distributed.all_min(self.accumulator.pending // self.batch_size)
+                             if distributed.active() else None)
+                self.position += 1
+                yield from self.accumulator.ready(limit)
+                continue
             with stage(timer, "selection_forward"):
-                logits = self._forward(model, batch[0], device)
+                logits = self._forward(model, inputs, device)
             with stage(timer, "select"):
                 keep = self.select(logits, targets.to(logits.device)).cpu()
                 self.seen += keep.numel()
                 self.kept += int(keep.sum())
-                self.accumulator.add(tuple(batch), keep)
+                self.accumulator.add(rows, keep)
                 self.raw_batches_waiting += 1
                 short = self.batch_size - self.accumulator.pending
                 if self.fallback_after is not None and short > 0 and self.raw_batches_waiting >= self.fallback_after:
                     fill = self._random_fill(keep, short)
                     self.fallback_filled += int(fill.sum())
-                    self.accumulator.add(tuple(batch), fill)
+                    self.accumulator.add(rows, fill)
                 limit = 1 if self.overflow == "drop" else None  # the thesis: at most one step per raw batch
                 if distributed.active():  # every rank trains as many batches as the emptiest one can
                     limit = distributed.all_min(min(limit or 2**62, self.accumulator.pending // self.batch_size))
-                ready = list(self.accumulator.ready(limit))
-                if self.overflow == "drop" and ready:
-                    self.accumulator.discard()
-            for full in ready:
+                if self.overflow == "drop":  # at most one batch, the rest discarded before it is trained
+                    ready = list(self.accumulator.ready(limit))
+                    if ready:
+                        self.accumulator.discard()
+            self.position += 1
+            # Taken one at a time (carry), so a checkpoint between two yields holds the untrained ones.
+            for full in ready if self.overflow == "drop" else self.accumulator.ready(limit):
                 self.raw_batches_waiting = 0
                 yield full
+        self.position = 0  # the epoch ran to its end
 
     def epoch_sampler(self, model: Optional[nn.Module] = None, loader: Optional[Iterable] = None,
-                      device: Union[torch.device, str, None] = None, *,
-                      table: Optional[ScoreTable] = None) -> Union[IndexSubsetSampler, TableSampler]:
+                      device: Union[torch.device, str, None] = None, *, table: Optional[ScoreTable] = None,
+                      input_key: str = "input", target_key: str = "target",
+                      index_key: str = "index") -> Union[IndexSubsetSampler, TableSampler]:
         """Epochwise filtering (Alg. 8): a Sampler of the kept indices.
 
-        With scores="forward": one no-grad pass of ``model`` over ``loader``, which yields
-        ``(inputs, targets, indices)``, or ``(inputs, targets)`` in dataset order (then the
-        running position is the index); call it every epoch.
+        With scores="forward": one no-grad pass of ``model`` over ``loader``, which yields each
+        sample's dataset index: ``(inputs, targets, indices)`` (a DataLoader over an
+        :class:`~dsampling_ext.IndexedDataset`), a dict with ``index_key``, or ``(inputs,
+        targets)`` from a DataLoader with a SequentialSampler (shuffle=False), where the running
+        position is the index. Any other loader without indices is refused: a shuffled loader's
+        positions are not its indices, and guessing would corrupt the selection. Call it every
+        epoch: it returns the same sampler each time, updated in place (like
+        DynamicPartitionSampler), so a DataLoader built once on it keeps its persistent workers.
 
         With scores="training": ``epoch_sampler(table=table)`` once; the returned sampler
         re-selects from the table at each ``set_epoch`` (misclassified, stale and never-seen
@@ -213,13 +283,23 @@ class MisclassifiedFilter:
                                 min_size=self.batch_size if self.fallback_after is not None else 0, seed=self.seed)
         if table is not None or model is None or loader is None:
             raise TypeError("with scores='forward', call epoch_sampler(model, loader[, device]) (no table)")
+        check_model(model)
+        check_loader(loader)
+        sequential = is_sequential(loader)
         kept, seen, size = [], 0, 0  # size: 1 + the largest dataset index seen
         for batch in loader:
-            if not isinstance(batch, (tuple, list)) or len(batch) not in (2, 3):
-                raise ValueError("the loader must yield (inputs, targets) or (inputs, targets, indices)")
-            targets = batch[1]
-            indices = batch[2].cpu() if len(batch) == 3 else torch.arange(seen, seen + targets.shape[0])
-            logits = self._forward(model, batch[0], device)
+            inputs, targets, indices = split_batch(batch, input_key, target_key, index_key)
+            if indices is None:
+                if not sequential:
+                    raise ValueError(
+                        "epoch_sampler needs each sample's dataset index, and this loader yields none and is not a "
+                        "sequential DataLoader (a shuffled loader's positions are not indices): wrap the dataset, "
+                        "DataLoader(dsampling_ext.IndexedDataset(dataset), ...), to yield (inputs, targets, indices)")
+                indices = torch.arange(seen, seen + targets.shape[0])
+            indices = indices.cpu().to(torch.int64)
+            if targets.shape[0] == 0:
+                continue
+            logits = self._forward(model, inputs, device)
             _, kept_rows, count = ops.argmax_mismatch(logits, targets.to(logits.device), self.margin)
             kept.append(indices[kept_rows[: int(count)].cpu()])
             seen += targets.shape[0]
@@ -236,16 +316,22 @@ class MisclassifiedFilter:
             fill = self._random_fill(taken, self.batch_size - indices.numel()).nonzero().flatten()
             self.fallback_filled += fill.numel()
             indices = torch.cat([indices, fill])
-        return IndexSubsetSampler(indices.sort().values, shuffle=True, seed=self.seed, epoch=self.epoch)
+        if self._epoch_sampler is None:
+            self._epoch_sampler = IndexSubsetSampler(indices.sort().values, shuffle=True, seed=self.seed, epoch=self.epoch)
+        else:  # the same sampler every epoch, updated in place: a DataLoader built once keeps its workers
+            self._epoch_sampler.set_indices(indices.sort().values)
+            self._epoch_sampler.set_epoch(self.epoch)
+        return self._epoch_sampler
 
     def state_dict(self) -> dict:
         return dict(config=repr(self), epoch=self.epoch, seen=self.seen, kept=self.kept,
                     fallback_filled=self.fallback_filled, raw_batches_waiting=self.raw_batches_waiting,
-                    draws=self.draws, accumulator=self.accumulator.state_dict())
+                    draws=self.draws, position=self.position, steps=self.steps,
+                    accumulator=self.accumulator.state_dict())
 
     def load_state_dict(self, state: dict) -> None:
         if state["config"] != repr(self):
             raise ValueError(f"state was saved by {state['config']}, not by {self!r}")
-        for key in ("epoch", "seen", "kept", "fallback_filled", "raw_batches_waiting", "draws"):
+        for key in ("epoch", "seen", "kept", "fallback_filled", "raw_batches_waiting", "draws", "position", "steps"):
             setattr(self, key, state[key])
         self.accumulator.load_state_dict(state["accumulator"])

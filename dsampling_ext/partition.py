@@ -10,15 +10,15 @@ geometrically decaying fraction (Type-II, Eqs. 2-3).
 from __future__ import annotations
 
 import math
-from typing import Iterator, Optional, Sized, Union
+import numbers
+from typing import Optional, Sized, Union
 
 import torch
 from torch import Tensor
-from torch.utils.data import Sampler
 
 from . import ops
-from ._validate import require_number, require_seed
-from .sampling import resolve_replicas, shard, sharded_length
+from ._validate import as_int, require_epoch, require_number, require_seed
+from .sampling import ResumableSampler, resolve_replicas, shard, sharded_length
 
 __all__ = ["DynamicPartitionSampler"]
 
@@ -28,19 +28,21 @@ BEST = ("last_improving", "global")
 
 def resolve_size(size: Union[int, float], num_samples: int, name: str = "size") -> int:
     """A count in [1, N], or a fraction in (0, 1] of N rounded to the nearest count (at least 1)."""
-    if isinstance(size, bool) or not isinstance(size, (int, float)):
+    if isinstance(size, bool) or not isinstance(size, numbers.Real):
         raise TypeError(f"{name} must be an int count or a float fraction, got {type(size).__name__}")
-    if isinstance(size, float):
+    if not isinstance(size, numbers.Integral):
+        size = float(size)
         if not 0.0 < size <= 1.0:
             raise ValueError(f"{name} as a fraction must be in (0, 1], got {size}")
         return max(1, round(size * num_samples))
+    size = as_int(name, size)
     if not 1 <= size <= num_samples:
         raise ValueError(f"{name} as a count must be in [1, {num_samples}], got {size}")
     return size
 
 
 def _num_samples(data_source) -> int:
-    n = data_source if isinstance(data_source, int) and not isinstance(data_source, bool) else None
+    n = as_int("data_source", data_source) if isinstance(data_source, numbers.Integral) else None
     if n is None:
         if not isinstance(data_source, Sized):
             raise TypeError(f"data_source must be a dataset size (int) or a Sized dataset, got {type(data_source).__name__}")
@@ -50,7 +52,7 @@ def _num_samples(data_source) -> int:
     return n
 
 
-class DynamicPartitionSampler(Sampler[int]):
+class DynamicPartitionSampler(ResumableSampler):
     """Sampler over the working subset A of dynamic training, resampled from validation accuracy.
 
     Each epoch yields the indices of A (shuffled when ``shuffle``). Call :meth:`update` with the
@@ -103,7 +105,10 @@ class DynamicPartitionSampler(Sampler[int]):
             raise ValueError(f"rule must be one of {RULES}, got {rule!r}")
         if best not in BEST:
             raise ValueError(f"best must be one of {BEST}, got {best!r}")
-        require_seed(seed)
+        seed = require_seed(seed)
+        if self.size == self.num_samples:
+            raise ValueError(f"size must be below the dataset size ({self.num_samples}): a working subset of every "
+                             "sample leaves nothing to resample (use a plain sampler)")
         self.rule, self.best, self.shuffle, self.seed = rule, best, shuffle, seed
         self.num_replicas, self.rank = resolve_replicas(num_replicas, rank)
         # Draw offsets: 0 for the initial A, 2e + 2 for epoch e's shuffle, 2n + 1 for update n.
@@ -128,25 +133,23 @@ class DynamicPartitionSampler(Sampler[int]):
         return self.perm[: self.size].clone()
 
     def set_epoch(self, epoch: int) -> None:
+        epoch = require_epoch(epoch)
+        self._restart(epoch)
         self.epoch = epoch
 
     def __len__(self) -> int:
         return sharded_length(self.size, self.num_replicas)
 
-    def __iter__(self) -> Iterator[int]:
+    def _epoch_order(self) -> Tensor:
         subset = self.perm[: self.size].clone()
         if self.shuffle:
             ops.random_subset_(subset, self.size, self.seed, 2 * self.epoch + 2)
-        return iter(shard(subset, self.num_replicas, self.rank).tolist())
+        return shard(subset, self.num_replicas, self.rank)
 
     def update(self, val_accuracy: float) -> str:
         """Apply the end-of-epoch rule for this validation accuracy; returns the action taken:
         "type1", "type2" or "keep" (also in ``last_action``; ``history`` logs every update)."""
-        if isinstance(val_accuracy, Tensor):
-            val_accuracy = val_accuracy.item()
-        if isinstance(val_accuracy, bool) or not isinstance(val_accuracy, (int, float)) or not 0.0 <= val_accuracy <= 1.0:
-            raise ValueError(f"val_accuracy must be a fraction in [0, 1], got {val_accuracy!r}")
-        acc, prev = float(val_accuracy), self.prev_accuracy
+        acc, prev = require_number("val_accuracy", val_accuracy, 0.0, 1.0, what="a fraction"), self.prev_accuracy
         self.updates += 1
         n = self.updates
         if self.best == "last_improving" and acc > prev:
@@ -171,17 +174,14 @@ class DynamicPartitionSampler(Sampler[int]):
         self.history.append(dict(epoch=n, accuracy=acc, action=action, beta=beta, k=k))
         return action
 
-    def state_dict(self) -> dict:
-        return dict(config=repr(self), perm=self.perm.clone(),
-                    best_perm=None if self.best_perm is None else self.best_perm.clone(),
+    def _state(self) -> dict:
+        return dict(perm=self.perm.clone(), best_perm=None if self.best_perm is None else self.best_perm.clone(),
                     prev_accuracy=self.prev_accuracy, best_accuracy=self.best_accuracy, updates=self.updates,
-                    epoch=self.epoch, beta=self.beta, last_action=self.last_action, history=list(self.history))
+                    beta=self.beta, last_action=self.last_action, history=list(self.history))
 
-    def load_state_dict(self, state: dict) -> None:
-        if state["config"] != repr(self):
-            raise ValueError(f"state was saved by {state['config']}, not by {self!r}")
+    def _load_state(self, state: dict) -> None:
         self.perm = state["perm"].clone()
         self.best_perm = None if state["best_perm"] is None else state["best_perm"].clone()
-        for key in ("prev_accuracy", "best_accuracy", "updates", "epoch", "beta", "last_action"):
+        for key in ("prev_accuracy", "best_accuracy", "updates", "beta", "last_action"):
             setattr(self, key, state[key])
         self.history = list(state["history"])

@@ -12,17 +12,17 @@ is the epoch sampler: EASY before ``switch_epoch`` and HARD from it (the paper's
 
 from __future__ import annotations
 
-import math
+import numbers
 from fractions import Fraction
-from typing import Iterator, Optional, Union
+from typing import Optional, Union
 
 import torch
 from torch import Tensor, nn
-from torch.utils.data import RandomSampler, Sampler
+from torch.utils.data import RandomSampler
 
 from . import distributed, ops
-from ._validate import require_int, require_seed
-from .sampling import resolve_replicas, shard, sharded_length
+from ._validate import require_epoch, require_int, require_seed
+from .sampling import ResumableSampler, resolve_replicas, shard, sharded_length
 
 __all__ = ["PrototypeSelection", "embed_dataset", "select_prototypes"]
 
@@ -32,7 +32,9 @@ _OTHER = {"easy": "hard", "hard": "easy"}
 
 
 def _check_fraction(fraction) -> float:
-    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0.0 < fraction <= 1.0:
+    if isinstance(fraction, bool) or not isinstance(fraction, numbers.Real):
+        raise TypeError(f"fraction must be a number in (0, 1], got {type(fraction).__name__} {fraction!r}")
+    if not 0.0 < fraction <= 1.0:
         raise ValueError(f"fraction must be a number in (0, 1], got {fraction!r}")
     return float(fraction)
 
@@ -204,7 +206,7 @@ def embed_dataset(model: nn.Module, loader, layer: Union[str, nn.Module, None] =
     return torch.cat(embeddings), torch.cat(labels), torch.cat(indices)
 
 
-class PrototypeSelection(Sampler[int]):
+class PrototypeSelection(ResumableSampler):
     """IDS (seed 003): train on each class's samples nearest its centroid, then on the farthest.
 
     Fit it once (:meth:`fit` on given embeddings, or :meth:`fit_model` to embed the dataset with
@@ -213,6 +215,9 @@ class PrototypeSelection(Sampler[int]):
     the other one (the paper's gamma: EASY, then HARD); with ``switch_epoch=None`` the ``order``
     subset throughout. Each epoch's subset is shuffled (Philox, keyed by seed and epoch), so every
     rank draws the same order, and each rank yields its shard, like DistributedSampler.
+    ``state_dict()`` holds the fitted subsets and the position within the epoch: a run resumed
+    from it, even mid-epoch, continues exactly, without re-embedding (:meth:`use_model` gives it
+    the model again when ``refit_every`` will need one).
 
     Per class of L samples: ceil(``fraction`` * L) samples (computed exactly; the paper's
     alpha, default 0.8), nearest the class centroid (EASY) or farthest (HARD, plus the class
@@ -357,8 +362,10 @@ class PrototypeSelection(Sampler[int]):
         return self.easy_indices if self.subset_name() == "easy" else self.hard_indices
 
     def set_epoch(self, epoch: int) -> None:
-        """Set the epoch; re-embeds first when ``refit_every`` says so (a collective under DDP)."""
-        self.epoch = require_int("epoch", epoch, 0)
+        """Set the epoch; re-embeds when ``refit_every`` says so (a collective under DDP)."""
+        epoch = require_epoch(epoch)
+        self._restart(epoch)
+        self.epoch = epoch
         if self.refit_every is not None and epoch > 0 and epoch % self.refit_every == 0 and self.fitted_epoch != epoch:
             if self._source is None:
                 raise RuntimeError("refit_every needs fit_model or use_model (a model and loader to re-embed with)")
@@ -368,24 +375,23 @@ class PrototypeSelection(Sampler[int]):
     def __len__(self) -> int:
         return sharded_length(self.indices.numel(), self.num_replicas)
 
-    def __iter__(self) -> Iterator[int]:
+    def _epoch_order(self) -> Tensor:
         order = self.indices.clone()
         if self.shuffle:
             ops.random_subset_(order, order.numel(), self.seed, _SHUFFLE_OFFSET + self.epoch)
-        return iter(shard(order, self.num_replicas, self.rank).tolist())
+        return shard(order, self.num_replicas, self.rank)
 
-    def state_dict(self) -> dict:
-        """Configuration, epoch and the fitted subsets (a resumed run needs no refit)."""
+    # state_dict / load_state_dict (ResumableSampler): configuration, epoch, position within the
+    # epoch, and the fitted subsets, so a resumed run needs no re-embedding.
+    def _state(self) -> dict:
         fitted = None if self.easy_indices is None else dict(
             easy=self.easy_indices.clone(), hard=self.hard_indices.clone(), prototypes=self.prototypes.clone(),
             centroids=self.centroids.clone(), sq_distances=self.sq_distances.clone(), counts=self.counts.clone(),
             num_samples=self.num_samples, num_classes=self.num_classes)
-        return dict(config=repr(self), epoch=self.epoch, fitted_epoch=self.fitted_epoch, fitted=fitted)
+        return dict(fitted_epoch=self.fitted_epoch, fitted=fitted)
 
-    def load_state_dict(self, state: dict) -> None:
-        if state["config"] != repr(self):
-            raise ValueError(f"state was saved by {state['config']}, not by {self!r}")
-        self.epoch, self.fitted_epoch = state["epoch"], state["fitted_epoch"]
+    def _load_state(self, state: dict) -> None:
+        self.fitted_epoch = state["fitted_epoch"]
         fitted = state["fitted"]
         if fitted is None:
             self.easy_indices = self.hard_indices = self.prototypes = None

@@ -48,9 +48,10 @@ class PruningSampler(TableSampler):
                 ...
     """
 
-    def __init__(self, table: ScoreTable, epochs: int, prune: float = 0.5, anneal: float = 0.125, rule: str = "mean",
-                 seed: int = 0, *, staleness: int = 3, bins: Union[int, str] = "sturges", threshold: float = 0.1,
-                 beta: float = 2.0, reweight: Optional[bool] = None, min_size: int = 1, shuffle: bool = True,
+    def __init__(self, table: ScoreTable, epochs: int, prune: Optional[float] = None, anneal: float = 0.125,
+                 rule: str = "mean", seed: int = 0, *, staleness: int = 3, bins: Union[int, str, None] = None,
+                 threshold: Optional[float] = None, beta: Optional[float] = None, reweight: Optional[bool] = None,
+                 min_size: int = 1, shuffle: bool = True,
                  num_replicas: Optional[int] = None, rank: Optional[int] = None):
         super().__init__(table, epochs, rule=rule, prune=prune, anneal=anneal, staleness=staleness, bins=bins,
                          threshold=threshold, beta=beta, reweight=reweight, min_size=min_size, seed=seed,

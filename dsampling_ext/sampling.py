@@ -11,7 +11,7 @@ import torch.distributed as dist
 from torch import Tensor
 from torch.utils.data import Dataset, Sampler
 
-from ._validate import require_int
+from ._validate import as_int, require_epoch, require_int, require_seed
 
 __all__ = ["IndexSubsetSampler", "IndexedDataset", "resolve_replicas", "shard"]
 
@@ -22,8 +22,9 @@ def resolve_replicas(num_replicas: Optional[int], rank: Optional[int]) -> tuple[
         num_replicas = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
     if rank is None:
         rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
-    require_int("num_replicas", num_replicas, 1)
-    if isinstance(rank, bool) or not isinstance(rank, int) or not 0 <= rank < num_replicas:
+    num_replicas = require_int("num_replicas", num_replicas, 1)
+    rank = as_int("rank", rank)
+    if not 0 <= rank < num_replicas:
         raise ValueError(f"rank must be an int in [0, {num_replicas}), got {rank!r}")
     return num_replicas, rank
 
@@ -44,7 +45,76 @@ def sharded_length(size: int, num_replicas: int) -> int:
     return math.ceil(size / num_replicas)
 
 
-class IndexSubsetSampler(Sampler[int]):
+class ResumableSampler(Sampler[int]):
+    """A sampler that knows its position within the epoch, for mid-epoch resume.
+
+    ``position`` counts the indices this epoch's iterator has handed out (0 again once it ran to
+    its end). :meth:`state_dict` records it with the epoch (the protocol that torchdata's ``StatefulDataLoader`` calls); after
+    :meth:`load_state_dict`, the next iteration of that same epoch skips that many indices, so a
+    loader resumes where the saved run was. ``set_epoch`` with another epoch starts it afresh.
+
+    Subclasses implement ``_epoch_order()`` (this rank's indices for ``self.epoch``) and add their
+    own fields to ``_state()`` / ``_load_state()``.
+
+    A plain DataLoader with workers prefetches: its sampler runs up to
+    ``num_workers * prefetch_factor`` batches ahead of the training loop, so for an exact resume
+    either save through ``StatefulDataLoader`` (which snapshots the sampler per batch), or set
+    ``state["position"]`` to the number of samples the loop consumed before loading it.
+    """
+
+    epoch: int
+    position: int = 0
+    _resume: Optional[tuple[int, int]] = None  # (epoch, indices to skip) from load_state_dict
+
+    def _epoch_order(self) -> Tensor:
+        raise NotImplementedError
+
+    def __iter__(self) -> Iterator[int]:
+        order = self._epoch_order().tolist()
+        start = 0
+        if self._resume is not None and self._resume[0] == self.epoch:
+            start = min(self._resume[1], len(order))
+        self._resume = None
+        self.position = start
+        return self._walk(order, start)
+
+    def _walk(self, order: list, start: int) -> Iterator[int]:
+        for index in order[start:]:
+            self.position += 1
+            yield index
+        self.position = 0  # the epoch is complete: iterating it again starts it afresh
+
+    def _restart(self, epoch: int) -> None:
+        """Called by set_epoch: a new epoch starts at position 0 (a pending resume of it is kept)."""
+        if epoch != self.epoch:
+            self.position = 0
+
+    def state_dict(self) -> dict:
+        return dict(config=repr(self), epoch=self.epoch, position=self.position, num_replicas=self.num_replicas,
+                    **self._state())
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore a saved state. Its configuration must match (the world size may differ only at
+        an epoch boundary: a position counts this rank's share of the epoch)."""
+        if state.get("config") != repr(self):
+            raise ValueError(f"state was saved by {state.get('config')}, not by {self!r}")
+        position = require_int("position", state["position"], 0)
+        if position and state["num_replicas"] != self.num_replicas:
+            raise ValueError(f"state was saved mid-epoch (position {position}) with num_replicas="
+                             f"{state['num_replicas']}; it can resume only with the same number, not {self.num_replicas}")
+        self.epoch = require_epoch(state["epoch"])
+        self.position = position
+        self._resume = (self.epoch, position)
+        self._load_state(state)
+
+    def _state(self) -> dict:
+        return {}
+
+    def _load_state(self, state: dict) -> None:
+        pass
+
+
+class IndexSubsetSampler(ResumableSampler):
     """Yield a fixed set of dataset indices, reshuffled every epoch.
 
     The order of epoch e is a permutation drawn from a generator seeded by (seed, e), so it is
@@ -60,26 +130,42 @@ class IndexSubsetSampler(Sampler[int]):
 
     def __init__(self, indices: Tensor, shuffle: bool = True, seed: int = 0, epoch: int = 0,
                  num_replicas: Optional[int] = None, rank: Optional[int] = None):
+        self.set_indices(indices)
+        self.shuffle = bool(shuffle)
+        self.seed = require_seed(seed)
+        self.epoch = require_epoch(epoch)
+        self.num_replicas, self.rank = resolve_replicas(num_replicas, rank)
+
+    def set_indices(self, indices: Tensor) -> None:
+        """Replace the set in place (the sampler a DataLoader holds, persistent workers included,
+        serves the new set from its next iteration)."""
         if not isinstance(indices, Tensor) or indices.dim() != 1 or indices.dtype not in (torch.int32, torch.int64):
             raise ValueError(f"indices must be a 1-D int64 tensor, got {getattr(indices, 'dtype', type(indices))}")
         self.indices = indices.to("cpu", torch.int64)
-        self.shuffle = shuffle
-        self.seed = seed
-        self.epoch = epoch
-        self.num_replicas, self.rank = resolve_replicas(num_replicas, rank)
+
+    def __repr__(self) -> str:
+        return f"IndexSubsetSampler(size={self.indices.numel()}, shuffle={self.shuffle}, seed={self.seed})"
 
     def set_epoch(self, epoch: int) -> None:
+        epoch = require_epoch(epoch)
+        self._restart(epoch)
         self.epoch = epoch
 
     def __len__(self) -> int:
         return sharded_length(self.indices.numel(), self.num_replicas)
 
-    def __iter__(self) -> Iterator[int]:
+    def _epoch_order(self) -> Tensor:
         order = self.indices
         if self.shuffle:
             g = torch.Generator().manual_seed(hash((self.seed, self.epoch)) & (2**63 - 1))
             order = order[torch.randperm(len(order), generator=g)]
-        return iter(shard(order, self.num_replicas, self.rank).tolist())
+        return shard(order, self.num_replicas, self.rank)
+
+    def _state(self) -> dict:
+        return dict(indices=self.indices.clone())
+
+    def _load_state(self, state: dict) -> None:
+        self.indices = state["indices"].clone()
 
 
 class IndexedDataset(Dataset):

@@ -10,13 +10,13 @@ last epoch, whatever its steps.
 from __future__ import annotations
 
 import math
-from typing import Callable, Union
+from typing import Callable, Optional, Union
 
 import torch
 
 from ._validate import require_int, require_number
 
-__all__ = ["ProgressLR"]
+__all__ = ["ProgressLR", "SelectionWindow"]
 
 SCHEDULES = ("cosine", "linear", "constant")
 
@@ -90,3 +90,37 @@ class ProgressLR:
     def load_state_dict(self, state: dict) -> None:
         self.base_lrs = list(state["base_lrs"])
         self.step(state["progress"])
+
+
+class SelectionWindow:
+    """When a per-batch selector selects: Composer's SelectiveBackprop ``start``, ``end`` and ``interval``.
+
+    Selection runs in the epochs with ``start <= epoch / epochs < end`` and, within them, on
+    every ``interval``-th batch (counting every batch the selector is given, from the start of
+    the run); other batches train in full, with no selection forward. The defaults (0, 1, 1)
+    select on every batch and need no ``epochs``.
+
+    Args:
+        start, end: fractions of the run, 0 <= start < end <= 1.
+        interval: select on one batch in ``interval``, >= 1.
+        epochs: the run's length in epochs; needed when start > 0 or end < 1.
+    """
+
+    def __init__(self, start: float = 0.0, end: float = 1.0, interval: int = 1, epochs: Optional[int] = None):
+        self.start = require_number("start", start, 0.0, 1.0, high_open=True)
+        self.end = require_number("end", end, 0.0, 1.0)
+        if self.end <= self.start:
+            raise ValueError(f"end must be above start ({self.start}), got {self.end} (selection would never run)")
+        self.interval = require_int("interval", interval, 1)
+        self.epochs = None if epochs is None else require_int("epochs", epochs, 1)
+        if self.epochs is None and (self.start > 0.0 or self.end < 1.0):
+            raise ValueError("epochs must be given with start/end: they are fractions of the run's epochs")
+
+    def __repr__(self) -> str:
+        return f"start={self.start}, end={self.end}, interval={self.interval}, epochs={self.epochs}"
+
+    def selects(self, epoch: int, step: int) -> bool:
+        """Whether batch ``step`` (counted from the run's start) of ``epoch`` is selected."""
+        if self.epochs is not None and not self.start <= epoch / self.epochs < self.end:
+            return False
+        return step % self.interval == 0

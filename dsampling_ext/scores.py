@@ -11,16 +11,15 @@ training-scored mode).
 from __future__ import annotations
 
 import math
-from typing import Any, Iterator, Optional, Union
+from typing import Any, Optional, Union
 
 import torch
 from torch import Tensor, nn
 from torch.utils import _pytree as pytree
-from torch.utils.data import Sampler
 
 from . import distributed, ops
-from ._validate import require_int, require_seed
-from .sampling import resolve_replicas, shard, sharded_length
+from ._validate import require_epoch, require_int, require_number, require_seed
+from .sampling import ResumableSampler, resolve_replicas, shard, sharded_length
 
 __all__ = ["ScoreTable", "TableSampler", "scoring_forward", "weighted_mean"]
 
@@ -96,7 +95,7 @@ class ScoreTable:
 
     def set_epoch(self, epoch: int) -> None:
         """The epoch that :meth:`record` stamps its records with (0-based)."""
-        self.epoch = require_int("epoch", epoch, 0)
+        self.epoch = require_epoch(epoch)
 
     def record(self, indices: Tensor, losses: Tensor, logits: Optional[Tensor] = None,
                targets: Optional[Tensor] = None) -> None:
@@ -253,7 +252,18 @@ def weighted_mean(losses: Tensor, weights: Optional[Tensor] = None) -> Tensor:
     return (losses * weights.to(device=losses.device, dtype=losses.dtype)).sum() / max(losses.numel(), 1)
 
 
-class TableSampler(Sampler[int]):
+#: Each table rule's own parameters and their defaults; the others are refused.
+_RULE_PARAMS = {
+    "mean": dict(prune=0.5),
+    "pmf": dict(prune=0.5, bins="sturges", threshold=0.1),
+    "percentile": dict(beta=2.0),
+    "mismatch": dict(prune=0.5),
+}
+#: What table_select gets for a parameter its rule ignores.
+_OP_NEUTRAL = dict(prune=0.5, bins="sturges", threshold=0.1, beta=2.0)
+
+
+class TableSampler(ResumableSampler):
     """A Sampler whose epoch is chosen from a :class:`ScoreTable` by one ``table_select`` call.
 
     Each epoch's indices (and their loss weights, :meth:`weights`) come from the table's scores
@@ -271,38 +281,57 @@ class TableSampler(Sampler[int]):
     then yields its shard, like DistributedSampler. Iterated in the DataLoader's main process,
     so workers (persistent or not) need nothing.
 
+    Parameters a rule does not use must be left out (None): ``prune`` belongs to "mean", "pmf"
+    and "mismatch", ``bins`` and ``threshold`` to "pmf", ``beta`` to "percentile"; giving one
+    to another rule is a ValueError, not a silently ignored value.
+
     Args:
         table: the ScoreTable the training loop records into.
         epochs: the run's total number of epochs (for the annealing).
         rule: "mean", "pmf", "percentile" or "mismatch".
-        prune: share of the candidates dropped each epoch, in [0, 1].
+        prune: share of the candidates dropped each epoch, in (0, 1] (default 0.5; 0 would
+            keep everything).
         anneal: share of the last epochs trained on everything, in [0, 1).
         staleness: epochs an index may go untrained before it is forced back (>= 1).
-        bins, threshold: the "pmf" rule's bins and PMF threshold.  beta: the "percentile" exponent.
+        bins, threshold: the "pmf" rule's bins ("sturges") and PMF threshold in [0, 1) (0.1).
+        beta: the "percentile" exponent, > 0 (2).
         reweight: weights 1/(1 - prune) for kept candidates (default: on for "mean" and "pmf").
         min_size: if fewer indices are kept, random others are added (weight 1) up to it.
         seed: seed of every draw.  shuffle: shuffle the kept indices each epoch.
         num_replicas, rank: data-parallel sharding (default: from torch.distributed, else 1, 0).
     """
 
-    def __init__(self, table: ScoreTable, epochs: int, rule: str = "mean", prune: float = 0.5, anneal: float = 0.0,
-                 staleness: int = 3, bins: Union[int, str] = "sturges", threshold: float = 0.1, beta: float = 2.0,
-                 reweight: Optional[bool] = None, min_size: int = 1, seed: int = 0, shuffle: bool = True,
-                 num_replicas: Optional[int] = None, rank: Optional[int] = None):
+    def __init__(self, table: ScoreTable, epochs: int, rule: str = "mean", prune: Optional[float] = None,
+                 anneal: float = 0.0, staleness: int = 3, bins: Union[int, str, None] = None,
+                 threshold: Optional[float] = None, beta: Optional[float] = None, reweight: Optional[bool] = None,
+                 min_size: int = 1, seed: int = 0, shuffle: bool = True, num_replicas: Optional[int] = None,
+                 rank: Optional[int] = None):
         if not isinstance(table, ScoreTable):
             raise TypeError(f"table must be a dsampling_ext.ScoreTable, got {type(table).__name__}")
-        if isinstance(anneal, bool) or not isinstance(anneal, (int, float)) or not 0.0 <= anneal < 1.0:
-            raise ValueError(f"anneal must be a number in [0, 1), got {anneal!r}")
+        anneal = require_number("anneal", anneal, 0.0, 1.0, high_open=True)
         ops._choice("rule", rule, ops.TABLE_RULES)
+        own = _RULE_PARAMS[rule]
+        given = dict(prune=prune, bins=bins, threshold=threshold, beta=beta)
+        unused = [name for name, value in given.items() if value is not None and name not in own]
+        if unused:
+            raise ValueError(f"{', '.join(unused)} {'is' if len(unused) == 1 else 'are'} not used by rule={rule!r} "
+                             f"(its parameters: {', '.join(own) or 'none'}); leave {'it' if len(unused) == 1 else 'them'} out")
+        values = {name: own.get(name) if value is None else value for name, value in given.items()}
+        if values["prune"] is not None and require_number("prune", values["prune"], 0.0, 1.0) == 0.0:
+            raise ValueError("prune must be in (0, 1], got 0.0 (nothing would ever be pruned)")
         reweight = ops.REWEIGHT_DEFAULT[rule] if reweight is None else reweight
         # Every selection argument is checked now, on an empty table, not at the first epoch.
+        op_values = {**_OP_NEUTRAL, **{k: v for k, v in values.items() if v is not None}}
         ops.table_select(torch.zeros(0, dtype=torch.int8 if rule == "mismatch" else torch.float32),
-                         torch.zeros(0, dtype=torch.int32), 0, rule, prune=prune, staleness=staleness, bins=bins,
-                         threshold=threshold, beta=beta, reweight=reweight, seed=seed)
+                         torch.zeros(0, dtype=torch.int32), 0, rule, staleness=staleness, reweight=reweight, seed=seed,
+                         **op_values)
         self.table = table
         self.epochs = require_int("epochs", epochs, 1)
-        self.rule, self.anneal, self.reweight = rule, float(anneal), reweight
-        self.prune, self.staleness, self.bins, self.threshold, self.beta = float(prune), staleness, bins, threshold, beta
+        self.rule, self.anneal, self.reweight = rule, anneal, reweight
+        self.staleness = require_int("staleness", staleness, 1)
+        self.bins = values["bins"]
+        self.prune, self.threshold, self.beta = (None if values[k] is None else float(values[k])
+                                                 for k in ("prune", "threshold", "beta"))
         self.min_size = require_int("min_size", min_size, 0)
         self.seed = require_seed(seed)
         self.shuffle = bool(shuffle)
@@ -312,10 +341,10 @@ class TableSampler(Sampler[int]):
         self._lookup: dict = {}  # device -> (per-index code, weight of each code)
 
     def __repr__(self) -> str:
+        rule_params = "".join(f"{k}={getattr(self, k)!r}, " for k in _RULE_PARAMS[self.rule])
         return (f"{type(self).__name__}(num_samples={self.table.num_samples}, epochs={self.epochs}, rule={self.rule!r}, "
-                f"prune={self.prune}, anneal={self.anneal}, staleness={self.staleness}, bins={self.bins!r}, "
-                f"threshold={self.threshold}, beta={self.beta}, reweight={self.reweight}, min_size={self.min_size}, "
-                f"seed={self.seed}, shuffle={self.shuffle})")
+                f"{rule_params}anneal={self.anneal}, staleness={self.staleness}, reweight={self.reweight}, "
+                f"min_size={self.min_size}, seed={self.seed}, shuffle={self.shuffle})")
 
     @property
     def full_data_from(self) -> float:
@@ -327,7 +356,9 @@ class TableSampler(Sampler[int]):
 
     def set_epoch(self, epoch: int) -> None:
         """Select epoch ``epoch``'s indices and weights (a collective under torch.distributed)."""
-        self.epoch = require_int("epoch", epoch, 0)
+        epoch = require_epoch(epoch)
+        self._restart(epoch)
+        self.epoch = epoch
         self.table.set_epoch(epoch)
         self._select()
 
@@ -341,10 +372,10 @@ class TableSampler(Sampler[int]):
             kept, weights = torch.arange(n), torch.ones(n)
         else:
             source = table.correct if self.rule == "mismatch" else table.scores
+            rule_values = {k: getattr(self, k) for k in _RULE_PARAMS[self.rule]}
             kept, weights = ops.table_select(
-                source, table.seen_epoch, self.epoch, self.rule, prune=self.prune, staleness=self.staleness,
-                bins=self.bins, threshold=self.threshold, beta=self.beta, reweight=self.reweight, seed=self.seed,
-                offset=self.epoch)
+                source, table.seen_epoch, self.epoch, self.rule, staleness=self.staleness, reweight=self.reweight,
+                seed=self.seed, offset=self.epoch, **{**_OP_NEUTRAL, **rule_values})
             kept, weights = kept.cpu(), weights.cpu()
             if kept.numel() < min(self.min_size, n):
                 kept, weights = self._top_up(kept, weights)
@@ -376,12 +407,12 @@ class TableSampler(Sampler[int]):
     def __len__(self) -> int:
         return sharded_length(self._select()[0].numel(), self.num_replicas)
 
-    def __iter__(self) -> Iterator[int]:
+    def _epoch_order(self) -> Tensor:
         kept, _ = self._select()
         order = kept.clone()
         if self.shuffle:
             ops.random_subset_(order, order.numel(), self.seed, _SHUFFLE_OFFSET + self.epoch)
-        return iter(shard(order, self.num_replicas, self.rank).tolist())
+        return shard(order, self.num_replicas, self.rank)
 
     def weights(self, indices: Tensor) -> Tensor:
         """Loss weights of these dataset indices in this epoch (float32, on their device).
@@ -396,23 +427,22 @@ class TableSampler(Sampler[int]):
         if device not in self._lookup:
             self._lookup[device] = tuple(t.to(device) for t in self._lookup[torch.device("cpu")])
         code, values = self._lookup[device]
+        n = self.table.num_samples
+        if device.type == "cpu" and indices.numel() and not (0 <= int(indices.min()) and int(indices.max()) < n):
+            raise ValueError(f"indices must be in [0, {n}), got range [{int(indices.min())}, {int(indices.max())}]")
         found = code[indices].long()
         if device.type == "cpu" and indices.numel() and not bool(found.all()):
             raise ValueError(f"indices must be drawn by this sampler in epoch {self.epoch}; "
                              f"{int(indices[found == 0][0])} was not")
         return values[found]
 
-    def state_dict(self) -> dict:
-        """Configuration, epoch and this epoch's selection (records made since it changed the
-        table, so a resumed epoch must not select again)."""
+    def _state(self) -> dict:
+        """This epoch's selection too (records made since it changed the table, so a resumed
+        epoch must not select again)."""
         sel = self._selection
-        return dict(config=repr(self), epoch=self.epoch,
-                    selection=None if sel is None else (sel[0], sel[1].clone(), sel[2].clone()))
+        return dict(selection=None if sel is None else (sel[0], sel[1].clone(), sel[2].clone()))
 
-    def load_state_dict(self, state: dict) -> None:
-        if state["config"] != repr(self):
-            raise ValueError(f"state was saved by {state['config']}, not by {self!r}")
-        self.epoch = state["epoch"]
+    def _load_state(self, state: dict) -> None:
         sel = state["selection"]
         self._selection, self._lookup = None, {}
         if sel is not None:

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import re
 import subprocess
 import sys
@@ -50,22 +51,54 @@ with warnings.catch_warnings(record=True) as caught:
 import torch
 counts, edges = dsampling_ext.loss_histogram(torch.tensor([0.0, 1.0, 1.0, 3.0]), 3)
 print(json.dumps({"info": dsampling_ext.build_info(), "counts": counts.tolist(),
-                  "warnings": [str(w.message) for w in caught if w.category is dsampling_ext.JitBuildWarning]}))
+                  "warnings": [(str(w.message), w.filename, w.lineno) for w in caught
+                               if w.category in (dsampling_ext.JitBuildWarning, dsampling_ext.ForeignBuildWarning)]}))
 """
 
 
 def test_jit_build_path_builds_loads_and_says_so():
     # The source checkout's package with the prebuilt module ignored: the same sources are
     # compiled by torch.utils.cpp_extension.load into build/jit-test (kept between runs).
+    # Run twice: the first run builds (or, on a machine that ran it before, loads the cache);
+    # the second must say that it loads the cached build, not that it builds.
     env = dict(os.environ, DSAMPLING_FORCE_JIT="1", DSAMPLING_BUILD_DIR=str(REPO / "build" / "jit-test"), PYTHONPATH=str(REPO))
-    result = subprocess.run([sys.executable, "-c", JIT_SCRIPT], cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    runs = []
+    for _ in range(2):
+        result = subprocess.run([sys.executable, "-c", JIT_SCRIPT], cwd=REPO, env=env, capture_output=True, text=True,
+                                timeout=900)
+        assert result.returncode == 0, result.stderr
+        runs.append(json.loads(result.stdout.strip().splitlines()[-1]))
+    for out in runs:
+        assert out["info"]["path"] == "jit" and out["info"]["matches_package"]
+        assert Path(out["info"]["library"]).is_file()
+        assert str(REPO / "build" / "jit-test") in out["info"]["library"]
+        assert out["counts"] == [1, 2, 1]
+        assert len(out["warnings"]) == 1
+        message, filename, line = out["warnings"][0]
+        assert (filename, line) == ("<string>", 5)  # the user's `import dsampling_ext`, not the library
+    assert "JIT-building" in runs[0]["warnings"][0][0] or "loading the JIT-built" in runs[0]["warnings"][0][0]
+    assert "loading the JIT-built CPU kernels cached in" in runs[1]["warnings"][0][0]
+    assert "JIT-building" not in runs[1]["warnings"][0][0]
+
+
+def test_python_files_of_another_tree_warn_that_the_library_is_not_theirs(tmp_path):
+    # A second source tree on PYTHONPATH, without its own build: the editable install's finder
+    # (or an installed copy) supplies dsampling_ext._C from this checkout. Import must say so.
+    if Path(dsampling_ext.__file__).parent != REPO / "dsampling_ext" or dsampling_ext.build_info()["path"] != "prebuilt":
+        pytest.skip("needs this checkout's editable install (make test's venv; make cuda-build installs a copy)")
+    shutil.copytree(REPO / "dsampling_ext", tmp_path / "dsampling_ext",
+                    ignore=shutil.ignore_patterns("_C*", "__pycache__"))
+    env = dict(os.environ, PYTHONPATH=str(tmp_path))
+    env.pop("DSAMPLING_FORCE_JIT", None)
+    result = subprocess.run([sys.executable, "-c", JIT_SCRIPT], cwd=tmp_path, env=env, capture_output=True, text=True,
+                            timeout=300)
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout.strip().splitlines()[-1])
-    assert out["info"]["path"] == "jit"
-    assert Path(out["info"]["library"]).is_file()
-    assert str(REPO / "build" / "jit-test") in out["info"]["library"]
-    assert out["counts"] == [1, 2, 1]
-    assert len(out["warnings"]) == 1 and "JIT-building" in out["warnings"][0]
+    assert out["info"]["package"] == str(tmp_path / "dsampling_ext")
+    assert out["info"]["library_tree"] == str(REPO / "dsampling_ext") and not out["info"]["matches_package"]
+    [(message, filename, line)] = out["warnings"]
+    assert f"the Python files at {tmp_path / 'dsampling_ext'} loaded the compiled kernels of another tree" in message
+    assert (filename, line) == ("<string>", 5)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error a user without a GPU gets")
@@ -111,3 +144,14 @@ def test_gpu_check_fails_clearly_without_a_gpu(tmp_path):
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 2 and "no CUDA GPU is visible" in result.stderr, result.stderr
     assert not list(tmp_path.iterdir())
+
+
+def test_declared_floors_are_the_versions_make_builds_and_tests():
+    setup_py = (REPO / "setup.py").read_text()
+    makefile = (REPO / "Makefile").read_text()
+    torch_floor = re.search(r'"torch>=([\d.]+)"', setup_py).group(1)
+    python_floor = re.search(r'python_requires=">=([\d.]+)"', setup_py).group(1)
+    tested = sorted(tuple(int(p) for p in v.split(".")[:2])
+                    for v in re.findall(r"^(?:CUDA_)?TORCH_SPEC \?= torch==([\d.]+)", makefile, re.M))
+    assert tested and tuple(int(p) for p in torch_floor.split(".")) == tested[0], (torch_floor, tested)
+    assert tuple(int(p) for p in python_floor.split(".")) == sys.version_info[:2], (python_floor, sys.version_info)

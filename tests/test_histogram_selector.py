@@ -253,8 +253,8 @@ def test_selective_batches_yields_full_batches_and_trains():
         raw.clear()
         # every full batch of the kept samples so far, in arrival order, the rest carried over
         assert yielded == expected[: len(expected) // 32 * 32]
-        if epoch == 0:  # warm-up: every sample, no selection forward
-            assert epoch_sizes == [32] * 8 and model.rows == 0
+        if epoch == 0:  # warm-up: every sample, no selection forward (2 rows check loss_fn's output shape)
+            assert epoch_sizes == [32] * 8 and model.rows == 2
         else:
             assert all(s == 32 for s in epoch_sizes) and model.rows == 256  # one selection forward each
             assert len(epoch_sizes) < 8
@@ -286,7 +286,7 @@ def test_selective_batches_needs_per_sample_losses_and_indices_for_a_cache():
     sel = LossHistogramSelector(warmup_epochs=0)
     with pytest.raises(ValueError, match="per-sample losses"):
         list(selective_batches(loader, CountingModel(), nn.CrossEntropyLoss(), sel, BatchAccumulator(16)))
-    with pytest.raises(ValueError, match="needs the loader to yield"):
+    with pytest.raises(ValueError, match="a LossCache needs each sample's dataset index"):
         list(selective_batches(loader, CountingModel(), nn.CrossEntropyLoss(reduction="none"), sel,
                                BatchAccumulator(16), cache=LossCache(64)))
 

@@ -100,9 +100,9 @@ def test_without_fallback_a_perfect_model_trains_nothing():
     assert f.counters()["pending"] == 1
 
 
-def test_margin_one_keeps_everything():
+def test_margin_just_below_one_keeps_everything_the_oracle_scores():
     data = data_with_errors()
-    f = MisclassifiedFilter(20, margin=1.0, fallback_after=None)
+    f = MisclassifiedFilter(20, margin=0.999, fallback_after=None)
     assert sum(len(y) for _, y, _ in f.batches(loader(data), Oracle())) == 200
 
 
@@ -145,7 +145,8 @@ def test_state_dict_resume_gives_identical_batches():
     [
         (dict(mode="step"), "mode must be one of"),
         (dict(overflow="keep"), "overflow must be one of"),
-        (dict(margin=2), r"margin must be None or a number in \[0, 1\]"),
+        (dict(margin=2), r"margin must be None or a number in \[0, 1\)"),
+        (dict(margin=1.0), r"margin must be None or a number in \[0, 1\)"),
         (dict(fallback_after=0), "fallback_after must be None or an int >= 1"),
         (dict(selection_mode="test"), "selection_mode must be 'eval' or 'train'"),
     ],

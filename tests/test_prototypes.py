@@ -215,6 +215,9 @@ def test_ties_go_to_the_lower_index():
     [
         (lambda: PrototypeSelection(0.0), ValueError, r"fraction must be a number in \(0, 1\], got 0.0"),
         (lambda: PrototypeSelection(1.5), ValueError, r"fraction must be a number in \(0, 1\], got 1.5"),
+        (lambda: PrototypeSelection("0.8"), TypeError, r"fraction must be a number in \(0, 1\], got str"),
+        (lambda: PrototypeSelection().set_epoch(-1), ValueError, "epoch must be an int >= 0"),
+        (lambda: PrototypeSelection().set_epoch(1.0), TypeError, "epoch must be an int, got float"),
         (lambda: PrototypeSelection(order="medium"), ValueError, "order must be 'easy' or 'hard'"),
         (lambda: PrototypeSelection(switch_epoch=-1), ValueError, "switch_epoch must be an int >= 0"),
         (lambda: PrototypeSelection(refit_every=0), ValueError, "refit_every must be an int >= 1"),
@@ -291,6 +294,23 @@ def test_state_dict_resumes_without_refitting():
     assert list(resumed) == list(sel)
     with pytest.raises(ValueError, match="state was saved by"):
         PrototypeSelection(0.5).load_state_dict(state)
+
+
+def test_state_dict_mid_epoch_resumes_where_it_stopped():
+    x, y = clustered(300, 6, 3, seed=17)
+    sel = PrototypeSelection(0.7, switch_epoch=1, seed=3).fit(x, y)
+    sel.set_epoch(2)
+    it = iter(sel)
+    head = [next(it) for _ in range(50)]
+    state = sel.state_dict()
+    rest = list(it)
+    resumed = PrototypeSelection(0.7, switch_epoch=1, seed=3)
+    resumed.load_state_dict(state)
+    resumed.set_epoch(2)  # the loop calls set_epoch for the epoch it resumes: the position is kept
+    assert state["position"] == 50 and list(resumed) == rest and len(head) + len(rest) == len(sel)
+    resumed.set_epoch(3)
+    sel.set_epoch(3)
+    assert list(resumed) == list(sel)
 
 
 # -- fit_model -------------------------------------------------------------------------------

@@ -22,7 +22,8 @@ def linear_task(n=600, d=6, seed=0):
 
 def train(epochs, sampler, table, x, y, model=None, stop=None, start=None, num_workers=0, persistent=False):
     """A plain loop with the three-line change; returns the (indices, weights) of every step.
-    `stop=(epoch, step)` returns early; `start=(epoch, step)` skips the steps a resumed run did."""
+    `stop=(epoch, steps)` returns (to checkpoint) after that many steps of that epoch; `start` is
+    the epoch a resumed run starts in: the sampler's state knows where in it."""
     torch.manual_seed(0)
     model = model or nn.Linear(x.shape[1], 2)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
@@ -31,11 +32,9 @@ def train(epochs, sampler, table, x, y, model=None, stop=None, start=None, num_w
     steps = []
     for epoch in range(start[0] if start else 0, epochs):
         sampler.set_epoch(epoch)
+        if stop == (epoch, 0):
+            return steps, model
         for i, (xb, yb, idx) in enumerate(loader):
-            if start and (epoch, i) < start:
-                continue
-            if stop and (epoch, i) == stop:
-                return steps, model
             logits = model(xb)
             losses = nn.functional.cross_entropy(logits, yb, reduction="none")
             table.record(idx, losses, logits, yb)
@@ -45,6 +44,8 @@ def train(epochs, sampler, table, x, y, model=None, stop=None, start=None, num_w
             loss.backward()
             optimizer.step()
             steps.append((epoch, idx.tolist(), w.tolist()))
+            if stop == (epoch, i + 1):
+                return steps, model
     return steps, model
 
 
@@ -177,7 +178,7 @@ def test_dataloader_workers_see_the_same_epochs(persistent):
 def test_other_rules_on_training_scores(rule):
     x, y = linear_task(n=500)
     table = ScoreTable(len(y))
-    sampler = PruningSampler(table, 4, rule=rule, prune=0.5, seed=4)
+    sampler = PruningSampler(table, 4, rule=rule, seed=4)  # prune: 0.5 by default where the rule uses it
     train(2, sampler, table, x, y)
     sampler.set_epoch(2)
     source = table.correct if rule == "mismatch" else table.scores
@@ -243,6 +244,11 @@ def test_record_errors_name_the_argument():
     (dict(epochs=0), "epochs must be an int >= 1"),
     (dict(staleness=0), "staleness must be an int >= 1"),
     (dict(rule="pmf", threshold=1.0), r"threshold must be a number in \[0, 1\)"),
+    (dict(prune=0.0), r"prune must be in \(0, 1\], got 0.0 \(nothing would ever be pruned\)"),
+    (dict(threshold=0.2), r"threshold is not used by rule='mean' \(its parameters: prune\)"),
+    (dict(rule="percentile", prune=0.5), r"prune is not used by rule='percentile' \(its parameters: beta\)"),
+    (dict(rule="pmf", beta=3.0, bins=5), r"beta is not used by rule='pmf'"),
+    (dict(epochs=5.0), "epochs must be an int, got float"),
     (dict(seed=1.5), "seed must be an int"),
 ])
 def test_sampler_rejects_bad_arguments(kwargs, match):

@@ -197,8 +197,9 @@ def run_method(method: str, data: ImageData, cfg: Config, seed: int, budget: Opt
         if method == "misclassified_training":
             sampler = MisclassifiedFilter(cfg.batch_size, mode="epoch", scores="training", seed=seed).epoch_sampler(table=table)
         else:
-            sampler = PruningSampler(table, cfg.epochs, prune=cfg.prune, anneal=cfg.anneal, rule=TABLE_METHODS[method],
-                                     seed=seed)
+            rule = TABLE_METHODS[method]  # "percentile" keeps by its own probabilities: no prune
+            sampler = PruningSampler(table, cfg.epochs, prune=None if rule == "percentile" else cfg.prune,
+                                     anneal=cfg.anneal, rule=rule, seed=seed)
         loader = DataLoader(dataset, batch_size=cfg.batch_size, sampler=sampler)
     else:
         loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=True, generator=order)
@@ -216,19 +217,21 @@ def run_method(method: str, data: ImageData, cfg: Config, seed: int, budget: Opt
     evaluate(0.0)
     for epoch in range(cfg.epochs):
         clock.start()
-        # Progress through the epoch, in samples seen (the LR schedule's clock).
+        # Progress through the epoch (the LR schedule's clock): raw batches consumed for the
+        # per-batch methods (their `position`, as a user's loop reads it), steps otherwise.
         if selector is not None:
+            raw_batches = max(1, len(loader))
             selector.set_epoch(epoch)
             if not selector.in_warmup:
                 counts["forward"] += n  # the selection forward sees every sample
             batches: Iterator = dsampling_ext.selective_batches(loader, model, loss_fn, selector, accumulator, timer=timer)
-            seen0 = accumulator.seen
-            done = lambda step: (accumulator.seen - seen0) / n  # noqa: E731
+            done = lambda step: selector.position / raw_batches  # noqa: E731
         elif filt is not None:
+            raw_batches = max(1, len(loader))
             filt.set_epoch(epoch)
             seen_before = filt.seen
             batches = filt.batches(loader, model, timer=timer)
-            done = lambda step: (filt.seen - seen_before) / n  # noqa: E731
+            done = lambda step: filt.position / raw_batches  # noqa: E731
         else:
             if sampler is not None:
                 with timer.stage("select"):  # table methods select here: one op call over the table
@@ -236,9 +239,9 @@ def run_method(method: str, data: ImageData, cfg: Config, seed: int, budget: Opt
                         counts["forward"] += _ids_epoch(sampler, epoch, model, embed, data.classes)
                     else:
                         sampler.set_epoch(epoch)
-            steps = max(1, len(loader))
+            raw_batches = max(1, len(loader))  # after the epoch's selection, which sets the loader's length
             batches = iter(loader)
-            done = lambda step: step / steps  # noqa: E731
+            done = lambda step: step / raw_batches  # noqa: E731
         steps_in_epoch = 0
         for x, y, idx in batches:
             logits = model(x)

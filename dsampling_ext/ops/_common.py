@@ -10,6 +10,7 @@ from torch import Tensor
 from torch.cuda import is_available as _cuda_available  # a name of our own: tests patch it, not Dynamo's
 
 from .._library import load as _load_library
+from .._validate import require_seed
 
 
 LOSS_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
@@ -73,10 +74,7 @@ def _check_device(op: str, name: str, device: torch.device) -> None:
 
 def _as_int64(value: int, name: str) -> int:
     """Reinterpret an int in [-2**63, 2**64) as a signed 64-bit schema int (same bits)."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if not -(2**63) <= value < 2**64:
-        raise ValueError(f"{name} must fit in 64 bits, got {value}")
+    value = require_seed(value, name)
     return value - 2**64 if value >= 2**63 else value
 
 

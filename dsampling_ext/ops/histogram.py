@@ -6,9 +6,11 @@ from __future__ import annotations
 import math
 from typing import Optional, Sequence, Union
 
+import numpy as np
 import torch
 from torch import Tensor
 
+from .._validate import require_number, require_threshold
 from ._common import LOSS_DTYPES, _as_int64, _bin_rule, _check_device, _check_tensor, _choice, bin_count
 
 
@@ -28,9 +30,13 @@ def loss_histogram(
     Args:
         values (Tensor[...]): float16, bfloat16, float32 or float64 values, finite, non-empty;
             any shape and strides (flattened).
-        bins: a bin count ``>= 1``, or a rule evaluated on ``values.numel()``: ``"sturges"``
-            (default, ceil(log2 n) + 1), ``"sqrt"`` or ``"rice"``.
-        range: optional ``(min, max)`` finite bounds with ``min <= max``.
+        bins: a bin count ``>= 1``, or a rule as numpy applies it: ``"sturges"`` (default,
+            width = ptp / (log2 n + 1)), ``"sqrt"`` (ptp / sqrt n) or ``"rice"``
+            (ptp / (2 n^(1/3))), on the n values inside ``range``, and ceil((max - min) / width)
+            bins over the range (1 when the width is 0: constant data). A rule reads the data's
+            range back: one host sync on CUDA (an int count needs none).
+        range: optional ``(min, max)`` finite bounds with ``min <= max``. As in numpy, bounds
+            that are numpy float scalars or 0-d tensors of a wider dtype widen the edges' dtype.
 
     Returns:
         (counts, edges): Tensor[k] int64 and Tensor[k + 1] of the dtype of ``values``.
@@ -51,17 +57,66 @@ def loss_histogram(
     if values.numel() == 0:
         raise ValueError(f"values must be non-empty, got shape {tuple(values.shape)}")
     _check_device("loss_histogram", "values", values.device)
-    k = bin_count(bins, values.numel())
+    bin_count(bins, values.numel())  # checks the rule
     if range is not None:
-        if len(range) != 2:
-            raise ValueError(f"range must be (min, max), got {len(range)} values")
+        if isinstance(range, (str, bytes)) or not hasattr(range, "__len__") or len(range) != 2:
+            raise ValueError(f"range must be (min, max), got {range!r}")
+        # Like numpy, the edges take the promoted dtype of the values and of typed bounds (numpy
+        # float scalars, 0-d tensors); Python floats adapt to the values' dtype.
+        for bound in range:
+            bound_dtype = _scalar_dtype(bound)
+            if bound_dtype is not None and torch.promote_types(values.dtype, bound_dtype) != values.dtype:
+                values = values.to(torch.promote_types(values.dtype, bound_dtype))
         lo, hi = float(range[0]), float(range[1])
         if not (math.isfinite(lo) and math.isfinite(hi)):
             raise ValueError(f"range must be finite, got ({lo}, {hi})")
         if lo > hi:
             raise ValueError(f"range must have min <= max, got ({lo}, {hi})")
         range = [lo, hi]
+    k = bins if isinstance(bins, int) else _numpy_bin_count(values, bins, range)
+    if k > 2**31 - 1:  # numpy: "Maximum allowed size exceeded"
+        raise ValueError(f"bins: the {bins!r} rule gives {k} bins for these values over the range (their spread "
+                         "is tiny against it); pass a bin count")
     return torch.ops.dsampling.loss_histogram.default(values, k, range)
+
+
+def _scalar_dtype(value) -> Optional[torch.dtype]:
+    """The floating dtype a typed scalar carries (numpy float scalar or 0-d tensor), else None."""
+    if isinstance(value, Tensor) and value.is_floating_point():
+        return value.dtype
+    if isinstance(value, np.floating) and value.dtype in _NUMPY_FLOATS:
+        return _NUMPY_FLOATS[value.dtype]
+    return None
+
+
+_NUMPY_FLOATS = {np.dtype(np.float16): torch.float16, np.dtype(np.float32): torch.float32,
+                 np.dtype(np.float64): torch.float64}
+
+
+def _numpy_bin_count(values: Tensor, rule: str, range: Optional[list]) -> int:
+    """numpy.histogram's bin count for a string rule: ceil((last - first) / width), with width =
+    ptp / rule(n) over the n values inside the range; 1 bin when that width is 0 (constant data)
+    or no value is inside. Reads the data's range back (one host sync on CUDA)."""
+    if range is None:
+        lo, hi = torch.aminmax(values.flatten())
+        span = ptp = float(hi - lo)  # numpy subtracts in the dtype of the values
+        n = values.numel()
+    else:
+        first, last = range
+        if first == last:
+            first, last = first - 0.5, last + 0.5
+        span = last - first
+        inside = values[(values >= first) & (values <= last)]
+        n = inside.numel()
+        if n == 0:
+            return 1
+        lo, hi = torch.aminmax(inside)
+        ptp = float(hi - lo)
+    if not math.isfinite(ptp):
+        raise RuntimeError("loss_histogram: values must be finite")
+    denominator = {"sturges": math.log2(n) + 1.0, "sqrt": math.sqrt(n), "rice": 2.0 * n ** (1.0 / 3)}[rule]
+    width = ptp / denominator
+    return math.ceil(span / width) if width else 1
 
 
 SELECT_RULES = {"pmf": 0, "cdf": 1}
@@ -144,9 +199,11 @@ def _select_options(rule, bins, threshold, clip_sigma, clip, keep_fraction, keep
     if rule == "cdf" and keep != "bernoulli":
         raise ValueError(f"keep must be 'bernoulli' with rule='cdf' (Selective-Backprop draws Bernoulli(p)), got {keep!r}")
     bin_rule, fixed = _bin_rule(bins, MAX_SELECT_BINS)
-    sigma = 0.0 if clip_sigma is None else float(clip_sigma)
-    return (rule_id, bin_rule, fixed, float(threshold), sigma, clip_id, float(keep_fraction), keep_id, float(beta),
-            bool(skip_nonfinite))
+    threshold = require_threshold(threshold)  # a PMF threshold of 1 or more selects nothing
+    keep_fraction = require_number("keep_fraction", keep_fraction, 0.0, 1.0)
+    beta = require_number("beta", beta, 0.0)
+    sigma = 0.0 if clip_sigma is None else require_number("clip_sigma", clip_sigma, 0.0)
+    return (rule_id, bin_rule, fixed, threshold, sigma, clip_id, keep_fraction, keep_id, beta, bool(skip_nonfinite))
 
 
 def _histogram_select(history: Tensor, state: Tensor, losses: Tensor, options: tuple, seed: int, offset: int,

@@ -9,7 +9,7 @@ from typing import Optional, Union
 import torch
 from torch import Tensor
 
-from .._validate import require_int
+from .._validate import require_int, require_number, require_threshold
 from ._common import _as_int64, _bin_rule, _check_device, _check_tensor, _choice
 
 
@@ -75,14 +75,12 @@ def table_select(
     _check_tensor("seen_epoch", seen_epoch)
     _check_device("table_select", "scores", scores.device)
     rule_id = _choice("rule", rule, TABLE_RULES)
-    require_int("epoch", epoch, 0)
-    require_int("staleness", staleness, 1)
-    if isinstance(prune, bool) or not isinstance(prune, (int, float)) or not 0.0 <= prune <= 1.0:
-        raise ValueError(f"prune must be a number in [0, 1], got {prune!r}")
-    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0.0 <= threshold < 1.0:
-        raise ValueError(f"threshold must be a number in [0, 1) (a PMF threshold of 1 or more selects nothing), "
-                         f"got {threshold!r}")
-    if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not 0.0 < beta < math.inf:
+    epoch = require_int("epoch", epoch, 0)
+    staleness = require_int("staleness", staleness, 1)
+    prune = require_number("prune", prune, 0.0, 1.0)
+    threshold = require_threshold(threshold)
+    beta = require_number("beta", beta, 0.0)
+    if not 0.0 < beta < math.inf:
         raise ValueError(f"beta must be a finite number > 0, got {beta!r}")
     if reweight is None:
         reweight = REWEIGHT_DEFAULT[rule]
@@ -95,7 +93,7 @@ def table_select(
                          "so 1/q weights are unbounded")
     bin_rule, fixed = _bin_rule(bins, 65536)
     return torch.ops.dsampling.table_select.default(
-        scores, seen_epoch, epoch, rule_id, float(prune), staleness, bin_rule, fixed, float(threshold), float(beta),
+        scores.contiguous(), seen_epoch.contiguous(), epoch, rule_id, float(prune), staleness, bin_rule, fixed, float(threshold), float(beta),
         reweight, _as_int64(seed, "seed"), _as_int64(offset, "offset"),
     )
 
@@ -135,5 +133,5 @@ def table_record_(
                         ("losses", losses)):
         _check_tensor(name, value)
     _check_device("table_record_", "scores", scores.device)
-    require_int("epoch", epoch, 0)
+    epoch = require_int("epoch", epoch, 0)
     torch.ops.dsampling.table_record_.default(scores, correct, seen_epoch, indices, losses, epoch, logits, targets)
