@@ -124,10 +124,12 @@ def test_op_checks_in_cpp_name_the_argument():
         op(torch.randn(3, 2), torch.zeros(2, dtype=torch.int64), 1)
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=str)
-def test_opcheck(device, dtype):
+@pytest.mark.parametrize("labels_dtype", [torch.int64, torch.int32], ids=str)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_opcheck(device, dtype, labels_dtype):
     x, y = clustered(300, 20, 4, seed=1, dtype=dtype)
-    torch.library.opcheck(torch.ops.dsampling.centroid_distances.default, (x.to(device), y.to(device), 5))
+    torch.library.opcheck(torch.ops.dsampling.centroid_distances.default,
+                          (x.to(device), y.to(device, labels_dtype), 5))
 
 
 def test_torch_compile_matches_eager():
