@@ -59,6 +59,9 @@ TORCH_LIBRARY(dsampling, m) {
       "table_select(Tensor scores, Tensor seen_epoch, int epoch, int rule, float prune, int staleness, int bin_rule, "
       "int bins, float threshold, float beta, bool reweight, int seed, int offset) -> (Tensor indices, Tensor weights)");
 
+  // IDS prototype selection: class means of embeddings and each row's squared distance to its own.
+  m.def("centroid_distances(Tensor embeddings, Tensor labels, int num_classes) -> (Tensor centroids, Tensor sq_distances, Tensor counts)");
+
   m.def("_cuda_version", &cuda_version);
 }
 
