@@ -66,6 +66,9 @@ TORCH_LIBRARY(dsampling, m) {
       "Tensor group_sum_sq, Tensor group_count)");
   m.def("weighted_sample(Tensor weights, SymInt num_samples, int seed, int offset) -> (Tensor indices, Tensor probs)");
 
+  // IDS prototype selection: class means of embeddings and each row's squared distance to its own.
+  m.def("centroid_distances(Tensor embeddings, Tensor labels, int num_classes) -> (Tensor centroids, Tensor sq_distances, Tensor counts)");
+
   m.def("_cuda_version", &cuda_version);
 }
 

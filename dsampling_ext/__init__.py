@@ -11,6 +11,7 @@ from .histogram_selector import LossCache, LossHistogramSelector, selective_batc
 from .misclassified_filter import MisclassifiedFilter  # noqa: E402
 from .ops import (  # noqa: E402
     argmax_mismatch,
+    centroid_distances,
     gradnorm_scores,
     histogram_select,
     loss_histogram,
@@ -22,6 +23,7 @@ from .ops import (  # noqa: E402
 )
 from .partition import DynamicPartitionSampler  # noqa: E402
 from .baselines import RandomSubsetSampler  # noqa: E402
+from .prototypes import PrototypeSelection, embed_dataset, select_prototypes  # noqa: E402
 from .pruning import PruningSampler  # noqa: E402
 from .sampling import IndexSubsetSampler, IndexedDataset  # noqa: E402
 from .schedules import ProgressLR  # noqa: E402
@@ -55,6 +57,7 @@ __all__ = [
     "LossHistogramSelector",
     "MisclassifiedFilter",
     "ProgressLR",
+    "PrototypeSelection",
     "PruningSampler",
     "RandomSubsetSampler",
     "ScoreTable",
@@ -62,6 +65,8 @@ __all__ = [
     "TableSampler",
     "argmax_mismatch",
     "build_info",
+    "centroid_distances",
+    "embed_dataset",
     "gradnorm_scores",
     "histogram_select",
     "loss_histogram",
@@ -69,6 +74,7 @@ __all__ = [
     "partition_resample",
     "philox_uniform",
     "random_subset",
+    "select_prototypes",
     "selective_batches",
     "table_select",
     "weighted_mean",

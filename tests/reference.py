@@ -364,3 +364,79 @@ def gradnorm_scores_reference(logits: torch.Tensor, labels: torch.Tensor, groups
     num_groups = z.shape[1] if num_groups is None else num_groups
     sums = torch.zeros(num_groups, dtype=torch.float64).index_add_(0, g, scores * scores)
     return scores, sums, torch.bincount(g, minlength=num_groups)
+
+
+def centroid_distances_reference(embeddings: torch.Tensor, labels: torch.Tensor, num_classes: int):
+    """What a user writes: float64 class means with index_add_ and bincount, then distances."""
+    x = embeddings.double()
+    y = labels.long()
+    counts = torch.bincount(y, minlength=num_classes)
+    sums = torch.zeros(num_classes, x.shape[1], dtype=torch.float64, device=x.device).index_add_(0, y, x)
+    centroids = sums / counts.clamp(min=1)[:, None]  # 0 for an empty class
+    return centroids, ((x - centroids[y]) ** 2).sum(1), counts
+
+
+def ordered_centroid_distances(embeddings: torch.Tensor, labels: torch.Tensor, num_classes: int,
+                               chunk: int = 256, lanes: int = 32):
+    """centroid_distances in its documented summation order, with torch elementwise ops in the
+    accumulation dtype (float32, float64 for float64): each class's rows in increasing index
+    order, cut into chunks of `chunk` rows, each chunk added row by row from 0, the chunk sums
+    added in order from 0, divided by the count (0 when empty); each row's (x - c)^2 added by
+    `lanes` lanes (lane t: dims t, t + lanes, ...) and a binary tree over the lanes."""
+    acc = torch.float64 if embeddings.dtype == torch.float64 else torch.float32
+    x = embeddings.to(acc)
+    y = labels.long()
+    n, d = x.shape
+    counts = torch.bincount(y, minlength=num_classes)
+    centroids = torch.zeros(num_classes, d, dtype=acc)
+    for c in range(num_classes):
+        rows = x[(y == c).nonzero().flatten()]  # increasing index order
+        if rows.shape[0] == 0:
+            continue
+        chunks = math.ceil(rows.shape[0] / chunk)
+        padded = torch.zeros(chunks * chunk, d, dtype=acc)
+        padded[: rows.shape[0]] = rows
+        padded = padded.view(chunks, chunk, d)
+        part = torch.zeros(chunks, d, dtype=acc)
+        for r in range(chunk):  # adding +0 for the padding changes nothing
+            part = part + padded[:, r]
+        total = torch.zeros(d, dtype=acc)
+        for q in range(chunks):
+            total = total + part[q]
+        centroids[c] = total / torch.tensor(float(rows.shape[0]), dtype=acc)
+    diff = x - centroids[y]
+    sq = diff * diff
+    width = math.ceil(d / lanes) * lanes
+    sq = torch.cat([sq, torch.zeros(n, width - d, dtype=acc)], 1).view(n, width // lanes, lanes)
+    lane = torch.zeros(n, lanes, dtype=acc)
+    for b in range(width // lanes):
+        lane = lane + sq[:, b]
+    s = lanes // 2
+    while s > 0:
+        lane = torch.cat([lane[:, :s] + lane[:, s : 2 * s], lane[:, s:]], 1)
+        s //= 2
+    return centroids, lane[:, 0].clone(), counts
+
+
+def prototype_selection_reference(sq_distances: torch.Tensor, labels: torch.Tensor, num_classes: int, fraction: float):
+    """IDS's subsets, one class at a time in plain Python: per class of L samples, k =
+    ceil(fraction * L) exactly (fraction read as the decimal it prints as); EASY the k nearest,
+    HARD the k farthest plus the prototype (the nearest); ties to the lower index."""
+    from fractions import Fraction
+
+    f = Fraction(repr(float(fraction)))
+    d = sq_distances.tolist()
+    y = labels.tolist()
+    easy, hard, prototypes = [], [], []
+    for c in range(num_classes):
+        members = [i for i in range(len(y)) if y[i] == c]
+        if not members:
+            prototypes.append(-1)
+            continue
+        k = math.ceil(f * len(members))
+        near = sorted(members, key=lambda i: (d[i], i))
+        far = sorted(members, key=lambda i: (-d[i], i))
+        prototypes.append(near[0])
+        easy += near[:k]
+        hard += sorted(set(far[:k]) | {near[0]})
+    return sorted(easy), sorted(hard), prototypes

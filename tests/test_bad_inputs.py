@@ -148,6 +148,29 @@ CASES = [
     ("IndexedDataset: not a dataset", lambda: d.IndexedDataset(iter([1, 2])), TypeError, r"dataset must be a map-style dataset"),
     ("seed: numpy float", lambda: d.RandomSubsetSampler(10, 0.5, seed=np.float64(1.0)), TypeError, r"seed must be an int"),
     ("set_epoch: 1.5", lambda: d.RandomSubsetSampler(10, 0.5).set_epoch(1.5), TypeError, r"epoch must be an int"),
+    # centroid_distances / PrototypeSelection (IDS)
+    ("centroid_distances: 1-D embeddings", lambda: d.centroid_distances(zeros(4), zeros(4, dtype=i64), 2), ValueError,
+     r"embeddings must have shape \[N, D\]"),
+    ("centroid_distances: float labels", lambda: d.centroid_distances(zeros(4, 2), zeros(4), 2), TypeError,
+     r"labels must be int64 or int32"),
+    ("centroid_distances: label out of range", lambda: d.centroid_distances(zeros(2, 2), torch.tensor([0, 2]), 2),
+     RuntimeError, r"labels must be in \[0, 2\), got 2 at index 1"),
+    ("centroid_distances: NaN", lambda: d.centroid_distances(torch.tensor([[NAN]]), torch.tensor([0]), 1), RuntimeError,
+     r"embeddings must be finite"),
+    ("centroid_distances: num_classes 0", lambda: d.centroid_distances(zeros(2, 2), zeros(2, dtype=i64), 0), ValueError,
+     r"num_classes must be an int in \[1"),
+    ("PrototypeSelection: fraction 0", lambda: d.PrototypeSelection(0.0), ValueError, r"fraction must be a number in \(0, 1\]"),
+    ("PrototypeSelection: fraction str", lambda: d.PrototypeSelection("0.8"), TypeError, r"fraction must be a number"),
+    ("PrototypeSelection: order", lambda: d.PrototypeSelection(order="medium"), ValueError, r"order must be 'easy' or 'hard'"),
+    ("PrototypeSelection: labels out of range", lambda: d.PrototypeSelection().fit(zeros(3, 2), torch.tensor([0, 1, 2]),
+                                                                                  num_classes=2),
+     ValueError, r"labels must be in \[0, 2\), got 2"),
+    ("PrototypeSelection: NaN embeddings", lambda: d.PrototypeSelection().fit(torch.tensor([[NAN]]), torch.tensor([0])),
+     ValueError, r"embeddings must be finite"),
+    ("PrototypeSelection: layer", lambda: d.PrototypeSelection().fit_model(nn.Linear(2, 2), loader(), layer="head",
+                                                                            progress=False),
+     ValueError, r"layer must name a submodule of model"),
+    ("PrototypeSelection: not fitted", lambda: len(d.PrototypeSelection()), RuntimeError, r"must be fitted first"),
 ]
 
 
@@ -190,6 +213,10 @@ def test_non_contiguous_inputs_give_the_contiguous_results():
         assert torch.equal(a, b)
     scores, seen = torch.rand(100, generator=g), torch.zeros(100, dtype=torch.int32)
     for a, b in zip(d.table_select(strided(scores), strided(seen), 2), d.table_select(scores, seen, 2)):
+        assert torch.equal(a, b)
+    embeddings = torch.randn(100, 9, generator=g)
+    for a, b in zip(d.centroid_distances(embeddings[:, ::2], strided(labels.repeat(2)[:100]), 7),
+                    d.centroid_distances(embeddings[:, ::2].contiguous(), labels.repeat(2)[:100], 7)):
         assert torch.equal(a, b)
     t1, t2 = d.ScoreTable(100), d.ScoreTable(100)
     idx = torch.randperm(100, generator=g)[:40]

@@ -8,14 +8,16 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data.distributed import DistributedSampler
 
 import dsampling_ext
 from dsampling_ext import (
     BatchAccumulator,
-    ImportanceSampler,
     DynamicPartitionSampler,
+    ImportanceSampler,
     LossHistogramSelector,
     MisclassifiedFilter,
+    PrototypeSelection,
     PruningSampler,
     RandomSubsetSampler,
     ScoreTable,
@@ -166,6 +168,39 @@ def check_importance_sampler(rank):
             assert torch.equal(tables[0][0], tables[1][0]) and torch.equal(tables[0][1], tables[1][1])
 
 
+def check_prototypes(rank):
+    """IDS under DDP: each rank embeds its DistributedSampler shard (300 samples do not split
+    evenly in 2: the padded shard repeats one), the ranks gather, every rank fits the single-process
+    selection, and their epoch shards partition it; a refit (refit_every) does the same again."""
+    g = torch.Generator().manual_seed(7)  # the same data and model on every rank
+    n = 301
+    y = torch.randint(0, 4, (n,), generator=g)
+    x = 3 * torch.randn(4, 6, generator=g)[y] + torch.randn(n, 6, generator=g)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 12), nn.ReLU(), nn.Linear(12, 4))
+    dataset = dsampling_ext.IndexedDataset(TensorDataset(x, y))
+    loader = DataLoader(dataset, batch_size=40, sampler=DistributedSampler(dataset, shuffle=True, seed=3))
+    sel = PrototypeSelection(0.6, switch_epoch=2, seed=4, refit_every=3).fit_model(model, loader, progress=False)
+    assert (sel.num_replicas, sel.rank) == (WORLD, rank)
+    with torch.no_grad():
+        whole = PrototypeSelection(0.6, switch_epoch=2, seed=4, num_replicas=1, rank=0).fit(model[:2](x), y)
+    assert torch.equal(sel.easy_indices, whole.easy_indices) and torch.equal(sel.hard_indices, whole.hard_indices)
+    for epoch in range(4):
+        if epoch == 3:  # the models moved apart identically on every rank; set_epoch(3) re-embeds
+            with torch.no_grad():
+                for p in model.parameters():
+                    p.mul_(-1.5)
+                whole.fit(model[:2](x), y)
+        sel.set_epoch(epoch)
+        whole.set_epoch(epoch)
+        expected = list(whole)
+        shards = gather_objects(list(sel))
+        padded = expected + expected[: 2 * len(shards[0]) - len(expected)]  # DistributedSampler's padding
+        assert shards[0] == padded[0::2] and shards[1] == padded[1::2]
+        assert sorted(set(shards[0]) | set(shards[1])) == sorted(expected)
+    assert sel.fitted_epoch == 3 and torch.equal(sel.hard_indices, whole.hard_indices)
+
+
 def worker(rank, init_file):
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD,
                             timeout=datetime.timedelta(seconds=60))
@@ -176,6 +211,7 @@ def worker(rank, init_file):
         check_lockstep(rank)
         check_score_table(rank)
         check_importance_sampler(rank)
+        check_prototypes(rank)
         dist.barrier()
     finally:
         dist.destroy_process_group()

@@ -77,6 +77,22 @@ def test_pruning_example(capsys, monkeypatch):
     assert float(uniform[-1][4]) == 0.0 and float(pruning[-1][4]) == 0.0  # both schedules end at lr 0
 
 
+def test_ids_example(capsys, monkeypatch):
+    out = run_example("ids_example.py", ["--epochs", "3", "--switch", "2", "--refit-every", "2", "--train-size", "256",
+                                         "--test-size", "64", "--batch", "64", "--no-progress"], capsys, monkeypatch)
+    lines = out.splitlines()
+    uniform = [r.split() for r in lines[lines.index("uniform") + 2 : lines.index("uniform") + 5]]
+    ids = [r.split() for r in lines[lines.index("ids") + 2 : lines.index("ids") + 5]]
+    assert [int(r[2]) for r in uniform] == [256] * 3
+    fit = next(line for line in lines if line.startswith("IDS fit: classes of"))
+    sizes = [int(s) for s in fit.split("[")[1].split("]")[0].split(",")]
+    easy = sum(-(-4 * s // 5) for s in sizes)  # ceil(0.8 L) per class
+    assert sum(sizes) == 256 and f"EASY {easy}," in fit
+    assert [r[1] for r in ids] == ["easy", "easy", "hard"]  # the switch at epoch 2
+    assert [int(r[2]) for r in ids[:2]] == [easy, easy] and easy <= int(ids[2][2]) <= easy + 10  # + prototypes
+    assert [int(r[3]) for r in ids] == [-(-int(r[2]) // 64) for r in ids]
+
+
 def test_importance_example(capsys, monkeypatch):
     out = run_example("importance_example.py", ["--epochs", "3", "--train-size", "512", "--test-size", "128", "--batch", "64"],
                       capsys, monkeypatch)

@@ -172,6 +172,20 @@ def test_smoke_comparison_writes_table_json_and_plots(tmp_path, capsys):
     assert (tmp_path / "adonis_histograms.png").is_file()
 
 
+def test_ids_run_trains_easy_then_hard_and_counts_its_embedding_forwards():
+    d = data_mod.load_dataset("synthetic", size=300, shape=(1, 8, 8), val_fraction=0.0, seed=0)
+    from dsampling_ext.experiments.harness import run_method
+
+    cfg = Config(methods=("uniform", "ids"), epochs=4, batch_size=32, shift=0, ids_fraction=0.5, ids_switch=0.5)
+    run = run_method("ids", d, cfg, seed=0)
+    n = len(d.train_y)
+    easy = sum(-(-c // 2) for c in torch.bincount(d.train_y).tolist())  # ceil(0.5 L) per class
+    hard_sizes = run["backward_samples"] - 2 * easy  # epochs 0-1 EASY, 2-3 HARD (re-embedded at epoch 2)
+    assert hard_sizes % 2 == 0 and easy <= hard_sizes // 2 <= easy + d.classes
+    assert run["forward_samples"] == run["backward_samples"] + 2 * n  # two embeddings of the training set
+    assert run["stages"]["select"] > 0  # the embedding and ranking are timed as selection
+
+
 def test_cli_rejects_bad_flags():
     with pytest.raises(SystemExit):
         parse_args(["--methods", "uniform,magic"])

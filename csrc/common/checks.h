@@ -248,5 +248,21 @@ inline void gradnorm_scores(const at::Tensor& logits, const at::Tensor& labels, 
   }
 }
 
+inline void centroid_distances(const at::Tensor& embeddings, const at::Tensor& labels, int64_t num_classes) {
+  const char* op = "centroid_distances: ";
+  TORCH_CHECK(is_loss_dtype(embeddings.scalar_type()), op,
+              "embeddings must be float16, bfloat16, float32 or float64, got ", embeddings.scalar_type());
+  TORCH_CHECK(embeddings.dim() == 2 && embeddings.size(1) >= 1, op,
+              "embeddings must have shape [N, D] with D >= 1, got ", embeddings.sizes());
+  TORCH_CHECK(labels.scalar_type() == at::kLong || labels.scalar_type() == at::kInt, op,
+              "labels must be int64 or int32, got ", labels.scalar_type());
+  TORCH_CHECK(labels.dim() == 1 && labels.size(0) == embeddings.size(0), op, "labels must have shape [",
+              embeddings.size(0), "], got ", labels.sizes());
+  TORCH_CHECK(labels.device() == embeddings.device(), op, "labels must be on the device of embeddings (",
+              embeddings.device(), "), got ", labels.device());
+  TORCH_CHECK(num_classes >= 1 && num_classes <= INT32_MAX, op, "num_classes must be in [1, 2**31 - 1], got ",
+              num_classes);
+}
+
 }  // namespace checks
 }  // namespace dsampling

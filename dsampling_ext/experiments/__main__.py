@@ -46,6 +46,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="pruning methods: share of the candidates dropped each epoch")
     p.add_argument("--anneal", type=float, default=defaults.anneal,
                    help="pruning methods: share of the last epochs trained on all data")
+    p.add_argument("--ids-fraction", type=float, default=defaults.ids_fraction,
+                   help="ids: share of each class kept (the paper's alpha)")
+    p.add_argument("--ids-switch", type=float, default=defaults.ids_switch,
+                   help="ids: share of the epochs on the EASY subset before HARD (the paper's gamma / epochs)")
     p.add_argument("--random-subset-fraction", type=float, default=defaults.random_subset_fraction,
                    help="budget of a random_subset run asked for by name")
     p.add_argument("--no-controls", action="store_true", help="skip the random-subset control of each selective method")
@@ -75,7 +79,7 @@ def main(argv=None) -> int:
     cfg = Config(methods=args.methods, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, momentum=args.momentum,
                  schedule=args.schedule, model=args.model, seeds=args.seeds, seed=args.seed, target_drop=args.target_drop,
                  eval_steps=args.eval_steps, threads=args.threads, dt_size=args.dt_size, prune=args.prune,
-                 anneal=args.anneal, shift=args.shift,
+                 anneal=args.anneal, shift=args.shift, ids_fraction=args.ids_fraction, ids_switch=args.ids_switch,
                  controls=not args.no_controls, random_subset_fraction=args.random_subset_fraction,
                  progress=not args.no_progress)
     data = load_dataset(args.dataset, args.data_dir, size=args.size, label_noise=args.label_noise,

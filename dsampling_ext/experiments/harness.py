@@ -34,6 +34,7 @@ from dsampling_ext import (
     LossHistogramSelector,
     MisclassifiedFilter,
     ProgressLR,
+    PrototypeSelection,
     PruningSampler,
     RandomSubsetSampler,
     ScoreTable,
@@ -48,12 +49,12 @@ from .models import build_model
 TABLE_METHODS = {"pruning": "mean", "pruning_pmf": "pmf", "pruning_percentile": "percentile",
                  "misclassified_training": "mismatch"}
 METHODS = ("uniform", "pruning", "pruning_pmf", "pruning_percentile", "misclassified_training", "adonis",
-           "selective_backprop", "misclassified", "dynamic_partition", "ras", "random_subset")
+           "selective_backprop", "misclassified", "dynamic_partition", "ids", "ras", "random_subset")
 SELECTIVE = ("pruning", "pruning_pmf", "pruning_percentile", "misclassified_training", "adonis", "selective_backprop",
-             "misclassified", "dynamic_partition", "ras")
+             "misclassified", "dynamic_partition", "ids", "ras")
 SCHEDULES = ("cosine", "step", "constant")
 DEFAULT_METHODS = ("uniform", "pruning", "pruning_pmf", "pruning_percentile", "misclassified_training",
-                   "selective_backprop", "misclassified", "adonis", "dynamic_partition", "ras")
+                   "selective_backprop", "misclassified", "adonis", "dynamic_partition", "ids", "ras")
 
 
 @dataclass
@@ -77,6 +78,8 @@ class Config:
     prune: float = 0.5  # the pruning samplers' share of candidates dropped
     anneal: float = 0.125  # the pruning samplers' share of last epochs on all data
     progress: bool = True
+    ids_fraction: float = 0.8  # IDS: share of each class kept (the paper's alpha)
+    ids_switch: float = 0.6  # IDS: share of the epochs on EASY (gamma / epochs; CIFAR-100's 120/200); re-embedded then
 
 
 class RandomShift(Dataset):
@@ -185,6 +188,11 @@ def run_method(method: str, data: ImageData, cfg: Config, seed: int, budget: Opt
         sampler = (RandomSubsetSampler(n, budget, seed=seed) if method == "random_subset"
                    else DynamicPartitionSampler(n, cfg.dt_size, seed=seed))
         loader = DataLoader(dataset, batch_size=cfg.batch_size, sampler=sampler)
+    elif method == "ids":
+        switch = max(1, round(cfg.ids_switch * cfg.epochs))
+        sampler = PrototypeSelection(cfg.ids_fraction, switch_epoch=switch, seed=seed, refit_every=switch)
+        embed = DataLoader(TensorDataset(data.train_x, data.train_y, torch.arange(n)), batch_size=4 * cfg.batch_size)
+        loader = DataLoader(dataset, batch_size=cfg.batch_size, sampler=sampler)
     elif method == "ras":  # RAS importance sampling (SPEC section 4): N draws per epoch, weighted 1 / (N p_i)
         sampler = ImportanceSampler(n, data.train_y, cfg.batch_size, seed=seed)
         loader = DataLoader(dataset, batch_sampler=sampler)
@@ -215,14 +223,15 @@ def run_method(method: str, data: ImageData, cfg: Config, seed: int, budget: Opt
         clock.start()
         # Progress through the epoch (the LR schedule's clock): raw batches consumed for the
         # per-batch methods (their `position`, as a user's loop reads it), steps otherwise.
-        raw_batches = max(1, len(loader))
         if selector is not None:
+            raw_batches = max(1, len(loader))
             selector.set_epoch(epoch)
             if not selector.in_warmup:
                 counts["forward"] += n  # the selection forward sees every sample
             batches: Iterator = dsampling_ext.selective_batches(loader, model, loss_fn, selector, accumulator, timer=timer)
             done = lambda step: selector.position / raw_batches  # noqa: E731
         elif filt is not None:
+            raw_batches = max(1, len(loader))
             filt.set_epoch(epoch)
             seen_before = filt.seen
             batches = filt.batches(loader, model, timer=timer)
@@ -230,7 +239,11 @@ def run_method(method: str, data: ImageData, cfg: Config, seed: int, budget: Opt
         else:
             if sampler is not None:
                 with timer.stage("select"):  # table methods select here: one op call over the table
-                    sampler.set_epoch(epoch)
+                    if method == "ids":
+                        counts["forward"] += _ids_epoch(sampler, epoch, model, embed, data.classes)
+                    else:
+                        sampler.set_epoch(epoch)
+            raw_batches = max(1, len(loader))  # after the epoch's selection, which sets the loader's length
             batches = iter(loader)
             done = lambda step: step / raw_batches  # noqa: E731
         steps_in_epoch = 0
@@ -279,6 +292,17 @@ def run_method(method: str, data: ImageData, cfg: Config, seed: int, budget: Opt
                 best_accuracy=max(accuracies), train_seconds=clock.seconds, eval_seconds=eval_seconds,
                 forward_samples=counts["forward"], backward_samples=counts["backward"], steps=counts["steps"],
                 stages=dict(timer.seconds), histograms=histograms, epochs=cfg.epochs, train_size=n)
+
+
+def _ids_epoch(sampler: PrototypeSelection, epoch: int, model: nn.Module, embed: DataLoader, classes: int) -> int:
+    """IDS's selection for an epoch: the first embeds the training set (unaugmented) with the
+    model being trained and ranks it; set_epoch re-embeds at the switch to HARD. Returns the
+    samples embedded (forward passes, timed as selection)."""
+    before = sampler.fitted_epoch
+    if before is None:
+        sampler.fit_model(model, embed, num_classes=classes, progress=False)
+    sampler.set_epoch(epoch)
+    return 0 if sampler.fitted_epoch == before else sampler.num_samples
 
 
 def time_to_target(run: dict, target: float) -> Optional[float]:

@@ -4,7 +4,8 @@ Each wrapper validates its arguments (``ValueError``/``TypeError`` naming the ar
 ``torch.ops.dsampling.<op>.default``. The fake kernels repeat the C++ checks in
 ``csrc/common/checks.h`` with the same wording, so ``torch.compile`` traces the ops; they live
 in ``_fakes`` (the op library points the dispatcher there), registered on import. One module
-per op family: ``philox``, ``histogram``, ``argmax``, ``partition``, ``table``, ``importance``;
+per op family: ``philox``, ``histogram``, ``argmax``, ``partition``, ``table``, ``importance``,
+``prototypes``;
 ``dsampling_ext.ops.<name>`` is the public path of every wrapper.
 """
 
@@ -33,6 +34,7 @@ from .histogram import (  # noqa: F401
 from .importance import gradnorm_scores, weighted_sample
 from .partition import partition_resample, random_subset, random_subset_
 from .philox import philox_uniform
+from .prototypes import centroid_distances, class_order
 from .table import REWEIGHT_DEFAULT, TABLE_RULES, table_record_, table_select  # noqa: F401
 
 from . import _fakes  # noqa: E402,F401  (registers the fake kernels)
@@ -41,6 +43,8 @@ __all__ = [
     "BIN_RULES",
     "argmax_mismatch",
     "bin_count",
+    "centroid_distances",
+    "class_order",
     "gradnorm_scores",
     "histogram_select",
     "loss_histogram",

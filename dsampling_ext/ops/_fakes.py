@@ -149,8 +149,6 @@ def _table_record_fake(scores, correct, seen_epoch, indices, losses, epoch, logi
                          f"{tuple(losses.shape)}")
     torch._check((logits is None) == (targets is None), lambda: f"{op}logits and targets must be given together")
 
-
-
 @torch.library.register_fake("dsampling::gradnorm_scores")
 def _gradnorm_scores_fake(logits: Tensor, labels: Tensor, groups: Optional[Tensor], num_groups: int):
     op = "gradnorm_scores: "
@@ -172,7 +170,6 @@ def _gradnorm_scores_fake(logits: Tensor, labels: Tensor, groups: Optional[Tenso
             logits.new_empty(num_groups, dtype=torch.int64))
 
 
-
 @torch.library.register_fake("dsampling::weighted_sample")
 def _weighted_sample_fake(weights: Tensor, num_samples, seed: int, offset: int):
     op = "weighted_sample: "
@@ -182,3 +179,20 @@ def _weighted_sample_fake(weights: Tensor, num_samples, seed: int, offset: int):
                  lambda: f"{op}weights must be a non-empty 1-D tensor, got shape {tuple(weights.shape)}")
     torch._check(num_samples >= 0, lambda: f"{op}num_samples must be >= 0, got {num_samples}")
     return weights.new_empty(num_samples, dtype=torch.int64), weights.new_empty(num_samples, dtype=torch.float64)
+
+
+@torch.library.register_fake("dsampling::centroid_distances")
+def _centroid_distances_fake(embeddings: Tensor, labels: Tensor, num_classes: int):
+    op = "centroid_distances: "
+    torch._check(embeddings.dtype in LOSS_DTYPES,
+                 lambda: f"{op}embeddings must be float16, bfloat16, float32 or float64, got {embeddings.dtype}")
+    torch._check(embeddings.dim() == 2 and embeddings.shape[1] >= 1,
+                 lambda: f"{op}embeddings must have shape [N, D] with D >= 1, got {tuple(embeddings.shape)}")
+    torch._check(labels.dtype in (torch.int64, torch.int32), lambda: f"{op}labels must be int64 or int32, got {labels.dtype}")
+    torch._check(labels.dim() == 1 and labels.shape[0] == embeddings.shape[0],
+                 lambda: f"{op}labels must have shape [{embeddings.shape[0]}], got {tuple(labels.shape)}")
+    torch._check(1 <= num_classes <= 2**31 - 1, lambda: f"{op}num_classes must be in [1, 2**31 - 1], got {num_classes}")
+    acc = torch.float64 if embeddings.dtype == torch.float64 else torch.float32
+    return (embeddings.new_empty((num_classes, embeddings.shape[1]), dtype=acc),
+            embeddings.new_empty(embeddings.shape[:1], dtype=acc),
+            embeddings.new_empty((num_classes,), dtype=torch.int64))
