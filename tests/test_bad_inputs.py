@@ -148,6 +148,24 @@ CASES = [
     ("IndexedDataset: not a dataset", lambda: d.IndexedDataset(iter([1, 2])), TypeError, r"dataset must be a map-style dataset"),
     ("seed: numpy float", lambda: d.RandomSubsetSampler(10, 0.5, seed=np.float64(1.0)), TypeError, r"seed must be an int"),
     ("set_epoch: 1.5", lambda: d.RandomSubsetSampler(10, 0.5).set_epoch(1.5), TypeError, r"epoch must be an int"),
+    # weighted_sample / gradnorm_scores / ImportanceSampler (RAS)
+    ("weighted_sample: negative", lambda: d.weighted_sample(torch.tensor([1.0, -1.0]), 4), RuntimeError,
+     r"weights must be finite and >= 0, got -1 at index 1"),
+    ("weighted_sample: all zero", lambda: d.weighted_sample(zeros(3), 4), RuntimeError, r"weights must have a positive sum"),
+    ("weighted_sample: empty", lambda: d.weighted_sample(zeros(0), 4), ValueError, r"weights must be a non-empty 1-D tensor"),
+    ("weighted_sample: num_samples -1", lambda: d.weighted_sample(torch.ones(3), -1), ValueError,
+     r"num_samples must be an int >= 0"),
+    ("gradnorm_scores: label out of range", lambda: d.gradnorm_scores(zeros(2, 3), torch.tensor([0, 3])), RuntimeError,
+     r"labels must be in \[0, 3\), got 3 at index 1"),
+    ("gradnorm_scores: 1-D logits", lambda: d.gradnorm_scores(zeros(3), torch.tensor([0, 1, 2])), ValueError,
+     r"logits must have shape \[B, C\]"),
+    ("ImportanceSampler: float groups", lambda: d.ImportanceSampler(4, zeros(4), 2), TypeError, r"groups must hold integer ids"),
+    ("ImportanceSampler: smoothing 2", lambda: d.ImportanceSampler(4, zeros(4, dtype=i64), 2, smoothing=2.0), ValueError,
+     r"smoothing must be a number in \[0, 1\]"),
+    ("ImportanceSampler: within", lambda: d.ImportanceSampler(4, zeros(4, dtype=i64), 2, within="top"), ValueError,
+     r"within must be one of"),
+    ("ImportanceSampler: logits rows", lambda: d.ImportanceSampler(4, zeros(4, dtype=i64), 2).update(
+        torch.tensor([0, 1]), zeros(3, 2), torch.tensor([0, 1, 0])), ValueError, r"logits must have one row per index"),
     # centroid_distances / PrototypeSelection (IDS)
     ("centroid_distances: 1-D embeddings", lambda: d.centroid_distances(zeros(4), zeros(4, dtype=i64), 2), ValueError,
      r"embeddings must have shape \[N, D\]"),
@@ -223,3 +241,7 @@ def test_non_contiguous_inputs_give_the_contiguous_results():
     t1.record(strided(idx), strided(values[:40]), wide[:40], strided(labels[:40]))
     t2.record(idx, values[:40], logits[:40], labels[:40])
     assert torch.equal(t1.scores, t2.scores) and torch.equal(t1.correct, t2.correct)
+    for a, b in zip(d.weighted_sample(strided(values), 50, 3, 4), d.weighted_sample(values, 50, 3, 4)):
+        assert torch.equal(a, b)
+    for a, b in zip(d.gradnorm_scores(wide, strided(labels)), d.gradnorm_scores(logits, labels)):
+        assert torch.equal(a, b)
