@@ -3,7 +3,9 @@ sharding across data-parallel ranks (the same rule as torch's DistributedSampler
 
 from __future__ import annotations
 
+import itertools
 import math
+import operator
 from typing import Iterator, Optional
 
 import torch
@@ -63,11 +65,24 @@ class ResumableSampler(Sampler[int]):
     """
 
     epoch: int
-    position: int = 0
     _resume: Optional[tuple[int, int]] = None  # (epoch, indices to skip) from load_state_dict
+    _rest: Optional[Iterator[int]] = None  # the running epoch's list iterator
+    _total = 0  # its epoch's length
+    _position = 0  # the position when no epoch is running
 
     def _epoch_order(self) -> Tensor:
         raise NotImplementedError
+
+    @property
+    def position(self) -> int:
+        """Indices handed out in this epoch (read from the list iterator: no per-index Python work)."""
+        if self._rest is None:
+            return self._position
+        return self._total - operator.length_hint(self._rest)
+
+    @position.setter
+    def position(self, value: int) -> None:
+        self._rest, self._position = None, value
 
     def __iter__(self) -> Iterator[int]:
         order = self._epoch_order().tolist()
@@ -75,14 +90,13 @@ class ResumableSampler(Sampler[int]):
         if self._resume is not None and self._resume[0] == self.epoch:
             start = min(self._resume[1], len(order))
         self._resume = None
-        self.position = start
-        return self._walk(order, start)
+        self._total, self._rest = len(order), iter(order[start:])
+        return itertools.chain(self._rest, self._finish())
 
-    def _walk(self, order: list, start: int) -> Iterator[int]:
-        for index in order[start:]:
-            self.position += 1
-            yield index
-        self.position = 0  # the epoch is complete: iterating it again starts it afresh
+    def _finish(self) -> Iterator[int]:
+        """Runs when the epoch's last index has been taken: iterating it again starts afresh."""
+        self.position = 0
+        yield from ()
 
     def _restart(self, epoch: int) -> None:
         """Called by set_epoch: a new epoch starts at position 0 (a pending resume of it is kept)."""
