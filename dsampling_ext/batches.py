@@ -8,14 +8,17 @@ indices are tensors whose first dimension is the batch.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import itertools
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, NamedTuple, Optional
 
 import torch
 from torch import Tensor, nn
 from torch.utils.data import BatchSampler, DataLoader, Dataset, IterableDataset, SequentialSampler
 
-__all__ = ["BatchFields", "check_loader", "check_model", "is_sequential", "split_batch"]
+from . import distributed
+
+__all__ = ["BatchFields", "batches_from", "check_loader", "check_model", "is_sequential", "skip_empty", "split_batch"]
 
 
 class BatchFields(NamedTuple):
@@ -53,6 +56,27 @@ def split_batch(batch: Any, input_key: str = "input", target_key: str = "target"
             raise ValueError(f"the loader's indices ({idx.shape[0]}) and targets ({fields.targets.shape[0]}) "
                              "must have the same length")
     return fields
+
+
+def batches_from(loader, position: int, epoch: int) -> Iterator[Any]:
+    """The loader's batches from raw batch ``position`` on: a per-batch loop resumed mid-epoch
+    skips (without a forward) the batches the saved run consumed."""
+    batches = iter(loader)
+    skipped = sum(1 for _ in itertools.islice(batches, position))
+    if skipped < position:
+        raise ValueError(f"cannot resume at raw batch {position} of epoch {epoch}: the loader has only {skipped}")
+    return batches
+
+
+def skip_empty(targets: Tensor) -> bool:
+    """Whether a per-batch loop skips this batch: it is empty. Under torch.distributed that is an
+    error, since every rank must run the same number of selection steps (their collectives)."""
+    if targets.shape[0]:
+        return False
+    if distributed.active():
+        raise ValueError("the loader yielded an empty batch; under torch.distributed every rank must see the same "
+                         "number of non-empty batches")
+    return True
 
 
 def check_loader(loader, name: str = "loader") -> None:

@@ -8,7 +8,6 @@ Losers", 2019 (rule="cdf").
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Mapping
 from typing import Any, Callable, Iterable, Iterator, Optional, Union
@@ -20,7 +19,7 @@ from torch.utils import _pytree as pytree
 from . import distributed, ops
 from ._validate import require_epoch, require_int, require_number, require_seed
 from .accumulate import BatchAccumulator
-from .batches import check_loader, check_model, split_batch
+from .batches import batches_from, check_loader, check_model, skip_empty, split_batch
 from .schedules import SelectionWindow
 from .scores import check_score_scale, scoring_forward
 from .timing import StageTimer, stage
@@ -431,25 +430,16 @@ def selective_batches(
                          "use 'carry' or 'drop'")
     epoch = selector.epoch
     checked = False  # loss_fn's output shape, checked once in warm-up (no selection forward there)
-    batches = iter(loader)
-    if resume and selector.position:  # a resumed epoch: skip the raw batches the saved run consumed
-        skipped = sum(1 for _ in itertools.islice(batches, selector.position))
-        if skipped < selector.position:
-            raise ValueError(f"cannot resume at raw batch {selector.position} of epoch {epoch}: the loader has "
-                             f"only {skipped}")
-    else:
+    if not resume:
         selector.position = 0
-    for batch in batches:
+    for batch in batches_from(loader, selector.position, epoch):
         inputs, targets, indices = split_batch(batch, input_key, target_key, index_key)
         if cache is not None and indices is None:
             raise ValueError("a LossCache needs each sample's dataset index: wrap the dataset in "
                              "dsampling_ext.IndexedDataset so the loader yields (inputs, targets, indices)")
-        size = targets.shape[0]
-        if size == 0:
-            if lockstep:
-                raise ValueError("the loader yielded an empty batch; under torch.distributed every rank must "
-                                 "see the same number of non-empty batches")
+        if skip_empty(targets):
             continue
+        size = targets.shape[0]
         if not selector.selects_next:  # warm-up, or outside the start/end/interval window: the whole batch
             if not checked:  # in eval mode: a train-mode forward of 2 samples would move BatchNorm's statistics
                 first = torch.arange(size) < 2

@@ -7,7 +7,6 @@ random fill of Alg. 5 for when too few samples are misclassified.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Mapping
 from typing import Any, Iterable, Iterator, Optional, Union
 
@@ -17,7 +16,7 @@ from torch import Tensor, nn
 from . import distributed, ops
 from ._validate import require_epoch, require_int, require_number, require_seed
 from .accumulate import BatchAccumulator
-from .batches import check_loader, check_model, is_sequential, split_batch
+from .batches import batches_from, check_loader, check_model, is_sequential, skip_empty, split_batch
 from .sampling import IndexSubsetSampler
 from .schedules import SelectionWindow
 from .scores import ScoreTable, TableSampler, check_score_scale, scoring_forward
@@ -199,20 +198,11 @@ class MisclassifiedFilter:
             raise RuntimeError("batches() is for mode='batch'; use epoch_sampler() in mode='epoch'")
         check_loader(loader)
         check_model(model)
-        batches = iter(loader)
-        if resume and self.position:  # a resumed epoch: skip the raw batches the saved run consumed
-            skipped = sum(1 for _ in itertools.islice(batches, self.position))
-            if skipped < self.position:
-                raise ValueError(f"cannot resume at raw batch {self.position} of epoch {self.epoch}: the loader "
-                                 f"has only {skipped}")
-        else:
+        if not resume:
             self.position = 0
-        for batch in batches:
+        for batch in batches_from(loader, self.position, self.epoch):
             inputs, targets, _ = split_batch(batch, input_key, target_key, index_key)
-            if targets.shape[0] == 0:
-                if distributed.active():
-                    raise ValueError("the loader yielded an empty batch; under torch.distributed every rank must "
-                                     "see the same number of non-empty batches")
+            if skip_empty(targets):
                 continue
             rows = batch if isinstance(batch, Mapping) else tuple(batch)
             self.steps += 1

@@ -15,7 +15,7 @@ import time
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
-from toy_data import PrototypeImages, accuracy, example_parser, small_cnn
+from toy_data import accuracy, example_data, example_parser, small_cnn
 
 import dsampling_ext
 
@@ -52,9 +52,7 @@ def main(argv=None) -> None:
     parser = example_parser(__doc__)
     parser.add_argument("--warmup", type=int, default=1, help="ADONIS warm-up epochs (omega)")
     args = parser.parse_args(argv)
-    torch.set_num_threads(2)
-    train_data = PrototypeImages(args.train_size, seed=args.seed)
-    test_data = PrototypeImages(args.test_size, seed=args.seed + 1)
+    train_data, test_data = example_data(args)
     for method in ("uniform", "adonis"):
         train(method, args, train_data, test_data)
 

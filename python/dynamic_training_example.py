@@ -13,7 +13,7 @@ import time
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
-from toy_data import PrototypeImages, accuracy, example_parser, small_cnn
+from toy_data import accuracy, example_data, example_parser, small_cnn
 
 import dsampling_ext
 
@@ -22,9 +22,7 @@ def main(argv=None) -> None:
     parser = example_parser(__doc__, epochs=6)
     parser.add_argument("--size", type=float, default=0.4, help="|A| as a fraction of the training set")
     args = parser.parse_args(argv)
-    torch.set_num_threads(2)
-    train_data = PrototypeImages(args.train_size, seed=args.seed)
-    val_data = PrototypeImages(args.test_size, seed=args.seed + 1)
+    train_data, val_data = example_data(args)
     loss_fn = nn.CrossEntropyLoss()
 
     samplers = {

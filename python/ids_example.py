@@ -17,7 +17,7 @@ import time
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
-from toy_data import PrototypeImages, accuracy, example_parser, small_cnn
+from toy_data import accuracy, example_data, example_parser, small_cnn
 
 import dsampling_ext
 
@@ -64,9 +64,7 @@ def main(argv=None) -> None:
     parser.add_argument("--refit-every", type=int, default=None, help="re-embed with the trained model every N epochs")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no tqdm bar while embedding")
     args = parser.parse_args(argv)
-    torch.set_num_threads(2)
-    train_data = PrototypeImages(args.train_size, seed=args.seed)
-    test_data = PrototypeImages(args.test_size, seed=args.seed + 1)
+    train_data, test_data = example_data(args)
     for method in ("uniform", "ids"):
         train(method, args, train_data, test_data)
 

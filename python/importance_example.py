@@ -17,7 +17,7 @@ import time
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
-from toy_data import PrototypeImages, accuracy, example_parser, small_cnn
+from toy_data import accuracy, example_data, example_parser, small_cnn
 
 import dsampling_ext
 
@@ -69,9 +69,7 @@ def main(argv=None) -> None:
     parser = example_parser(__doc__, epochs=4)
     parser.add_argument("--smoothing", type=float, default=0.1, help="share of the uniform distribution mixed in")
     args = parser.parse_args(argv)
-    torch.set_num_threads(2)
-    train_data = PrototypeImages(args.train_size, seed=args.seed)
-    test_data = PrototypeImages(args.test_size, seed=args.seed + 1)
+    train_data, test_data = example_data(args)
     for method in ("uniform", "ras"):
         train(method, args, train_data, test_data)
 

@@ -14,7 +14,7 @@ import time
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
-from toy_data import PrototypeImages, accuracy, example_parser, small_cnn
+from toy_data import accuracy, example_data, example_parser, small_cnn
 
 import dsampling_ext
 
@@ -23,9 +23,7 @@ def main(argv=None) -> None:
     parser = example_parser(__doc__)
     parser.add_argument("--margin", type=float, default=None, help="soft-accuracy margin (Alg. 6)")
     args = parser.parse_args(argv)
-    torch.set_num_threads(2)
-    train_data = PrototypeImages(args.train_size, seed=args.seed)
-    test_data = PrototypeImages(args.test_size, seed=args.seed + 1)
+    train_data, test_data = example_data(args)
     loss_fn = nn.CrossEntropyLoss()
 
     for mode in ("batch", "epoch"):

@@ -50,3 +50,9 @@ def example_parser(doc: str, epochs: int = 4) -> argparse.ArgumentParser:
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--seed", type=int, default=0)
     return parser
+
+
+def example_data(args: argparse.Namespace) -> tuple[PrototypeImages, PrototypeImages]:
+    """The examples' set-up: 2 threads, and the train and test (or validation) sets from the flags."""
+    torch.set_num_threads(2)
+    return PrototypeImages(args.train_size, seed=args.seed), PrototypeImages(args.test_size, seed=args.seed + 1)

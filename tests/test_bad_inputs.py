@@ -9,7 +9,6 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import dsampling_ext as d
-from dsampling_ext import ops
 
 f32, i64 = torch.float32, torch.int64
 NAN, INF = float("nan"), float("inf")

@@ -16,6 +16,12 @@ def run_example(name, argv, capsys, monkeypatch):
     return capsys.readouterr().out
 
 
+def rows_under(lines, title, n):
+    """The n table rows an example prints under a title line and its header, split into fields."""
+    start = lines.index(title) + 2
+    return [row.split() for row in lines[start : start + n]]
+
+
 def test_loss_histogram_example(capsys, monkeypatch):
     out = run_example("loss_histogram_example.py", ["--steps", "4", "--every", "2", "--batch", "64"], capsys, monkeypatch)
     assert "step    4" in out
@@ -31,12 +37,11 @@ def test_adonis_example(capsys, monkeypatch):
     out = run_example("adonis_example.py", ["--epochs", "2", "--train-size", "512", "--test-size", "128", "--batch", "64"],
                       capsys, monkeypatch)
     lines = out.splitlines()
-    uniform = lines[lines.index("uniform") + 2 : lines.index("uniform") + 4]
-    adonis = lines[lines.index("adonis") + 2 : lines.index("adonis") + 4]
-    assert [int(r.split()[1]) for r in uniform] == [512, 512]
-    warmup, selected = (int(r.split()[1]) for r in adonis)
+    uniform, adonis = rows_under(lines, "uniform", 2), rows_under(lines, "adonis", 2)
+    assert [int(r[1]) for r in uniform] == [512, 512]
+    warmup, selected = (int(r[1]) for r in adonis)
     assert warmup == 512 and 0 < selected < 512 and selected % 64 == 0  # only full batches of 64
-    assert int(adonis[1].split()[2]) == 512  # one selection forward over the epoch
+    assert int(adonis[1][2]) == 512  # one selection forward over the epoch
 
 
 def test_misclassified_example(capsys, monkeypatch):
@@ -44,11 +49,8 @@ def test_misclassified_example(capsys, monkeypatch):
                       capsys, monkeypatch)
     lines = out.splitlines()
     for mode in ("batch mode", "epoch mode"):
-        rows = lines[lines.index(mode) + 2 : lines.index(mode) + 4]
-        trained = [int(r.split()[1]) for r in rows]
-        assert all(0 < t <= 512 for t in trained)
-    batch_rows = lines[lines.index("batch mode") + 2 : lines.index("batch mode") + 4]
-    assert all(int(r.split()[1]) % 64 == 0 for r in batch_rows)  # full batches only
+        assert all(0 < int(r[1]) <= 512 for r in rows_under(lines, mode, 2))
+    assert all(int(r[1]) % 64 == 0 for r in rows_under(lines, "batch mode", 2))  # full batches only
     assert "'kept'" in out
 
 
@@ -56,19 +58,18 @@ def test_dynamic_training_example(capsys, monkeypatch):
     out = run_example("dynamic_training_example.py", ["--epochs", "3", "--train-size", "500", "--test-size", "100"],
                       capsys, monkeypatch)
     lines = out.splitlines()
-    rows = lines[lines.index("dynamic partition") + 2 : lines.index("dynamic partition") + 5]
-    assert [int(r.split()[1]) for r in rows] == [200, 200, 200]  # |A| = 0.4 * 500 every epoch
-    assert all(r.split()[-1] in ("type1", "type2", "keep") for r in rows)
-    control = lines[lines.index("random subset") + 2 : lines.index("random subset") + 5]
-    assert [int(r.split()[1]) for r in control] == [200, 200, 200]
+    rows = rows_under(lines, "dynamic partition", 3)
+    assert [int(r[1]) for r in rows] == [200, 200, 200]  # |A| = 0.4 * 500 every epoch
+    assert all(r[-1] in ("type1", "type2", "keep") for r in rows)
+    assert [int(r[1]) for r in rows_under(lines, "random subset", 3)] == [200, 200, 200]
 
 
 def test_pruning_example(capsys, monkeypatch):
     out = run_example("pruning_example.py", ["--epochs", "4", "--train-size", "512", "--test-size", "128", "--batch", "64"],
                       capsys, monkeypatch)
     lines = out.splitlines()
-    uniform = [r.split() for r in lines[lines.index("uniform") + 2 : lines.index("uniform") + 6]]
-    pruning = [r.split() for r in lines[lines.index("pruning") + 2 : lines.index("pruning") + 6]]
+    uniform = rows_under(lines, "uniform", 4)
+    pruning = rows_under(lines, "pruning", 4)
     assert [int(r[1]) for r in uniform] == [512] * 4
     trained = [int(r[1]) for r in pruning]
     assert trained[0] == 512 and trained[3] == 512  # nothing scored yet; the annealed last epoch (12.5% of 4 -> 1)
@@ -81,8 +82,8 @@ def test_ids_example(capsys, monkeypatch):
     out = run_example("ids_example.py", ["--epochs", "3", "--switch", "2", "--refit-every", "2", "--train-size", "256",
                                          "--test-size", "64", "--batch", "64", "--no-progress"], capsys, monkeypatch)
     lines = out.splitlines()
-    uniform = [r.split() for r in lines[lines.index("uniform") + 2 : lines.index("uniform") + 5]]
-    ids = [r.split() for r in lines[lines.index("ids") + 2 : lines.index("ids") + 5]]
+    uniform = rows_under(lines, "uniform", 3)
+    ids = rows_under(lines, "ids", 3)
     assert [int(r[2]) for r in uniform] == [256] * 3
     fit = next(line for line in lines if line.startswith("IDS fit: classes of"))
     sizes = [int(s) for s in fit.split("[")[1].split("]")[0].split(",")]
@@ -97,8 +98,8 @@ def test_importance_example(capsys, monkeypatch):
     out = run_example("importance_example.py", ["--epochs", "3", "--train-size", "512", "--test-size", "128", "--batch", "64"],
                       capsys, monkeypatch)
     lines = out.splitlines()
-    uniform = [r.split() for r in lines[lines.index("uniform") + 2 : lines.index("uniform") + 5]]
-    ras = [r.split() for r in lines[lines.index("ras") + 2 : lines.index("ras") + 5]]
+    uniform = rows_under(lines, "uniform", 3)
+    ras = rows_under(lines, "ras", 3)
     assert [int(r[1]) for r in uniform] == [int(r[1]) for r in ras] == [512] * 3  # draws with replacement: N a epoch
     assert [int(r[2]) for r in ras] == [8] * 3
     assert float(ras[0][4]) == float(ras[0][5]) == 1.0  # nothing scored yet: uniform, weight 1

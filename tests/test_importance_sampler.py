@@ -11,6 +11,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from dsampling_ext import ImportanceSampler, IndexedDataset, ops, weighted_mean
 from reference import gradnorm_scores_reference
+from resume import stateful_resume
 
 
 def ras_reference(groups, batches, smoothing, within, decay):
@@ -302,14 +303,6 @@ def test_stateful_dataloader_resumes_mid_epoch(workers):
         sampler.set_epoch(1)
         return StatefulDataLoader(data, batch_sampler=sampler, num_workers=workers)
 
-    whole = [b[2].tolist() for b in loader()]
+    whole, resumed = stateful_resume(loader)
     assert len(whole) == 11
-    first, stopped = [], loader()
-    for batch in stopped:
-        first.append(batch[2].tolist())
-        if len(first) == 3:
-            state = stopped.state_dict()
-            break
-    resumed = loader()
-    resumed.load_state_dict(state)
-    assert first + [b[2].tolist() for b in resumed] == whole
+    assert resumed == whole

@@ -20,6 +20,7 @@ from dsampling_ext import (
     ScoreTable,
     selective_batches,
 )
+from resume import stateful_resume
 
 
 class Oracle(nn.Module):
@@ -389,13 +390,5 @@ def test_stateful_dataloader_resumes_every_sampler_mid_epoch(name, workers):
         sampler.set_epoch(1)
         return StatefulDataLoader(data, batch_size=10, sampler=sampler, num_workers=workers)
 
-    whole = [b[2].tolist() for b in loader()]
-    first, stopped = [], loader()
-    for batch in stopped:
-        first.append(batch[2].tolist())
-        if len(first) == 3:
-            state = stopped.state_dict()
-            break
-    resumed = loader()
-    resumed.load_state_dict(state)
-    assert first + [b[2].tolist() for b in resumed] == whole
+    whole, resumed = stateful_resume(loader)
+    assert resumed == whole

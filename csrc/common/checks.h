@@ -92,18 +92,24 @@ inline void histogram_select(const at::Tensor& history, const at::Tensor& state,
   TORCH_CHECK(std::isfinite(beta) && beta >= 0.0, op, "beta must be finite and >= 0, got ", beta);
 }
 
-inline void argmax_mismatch(const at::Tensor& logits, const at::Tensor& labels, const std::optional<double>& margin) {
-  const char* op = "argmax_mismatch: ";
-  TORCH_CHECK(is_loss_dtype(logits.scalar_type()), op, "logits must be float16, bfloat16, float32 or float64, got ",
-              logits.scalar_type());
-  TORCH_CHECK(logits.dim() == 2 && logits.size(1) >= 1, op, "logits must have shape [B, C] with C >= 1, got ",
-              logits.sizes());
+// A float tensor `rows` of shape [R, W >= 1] (`shape` in words) and int64/int32 labels of shape
+// [R] on its device: the inputs of argmax_mismatch, gradnorm_scores and centroid_distances.
+inline void rows_and_labels(const char* op, const char* name, const at::Tensor& rows, const char* shape,
+                            const at::Tensor& labels) {
+  TORCH_CHECK(is_loss_dtype(rows.scalar_type()), op, name, " must be float16, bfloat16, float32 or float64, got ",
+              rows.scalar_type());
+  TORCH_CHECK(rows.dim() == 2 && rows.size(1) >= 1, op, name, " must have shape ", shape, ", got ", rows.sizes());
   TORCH_CHECK(labels.scalar_type() == at::kLong || labels.scalar_type() == at::kInt, op,
               "labels must be int64 or int32, got ", labels.scalar_type());
-  TORCH_CHECK(labels.dim() == 1 && labels.size(0) == logits.size(0), op, "labels must have shape [", logits.size(0),
+  TORCH_CHECK(labels.dim() == 1 && labels.size(0) == rows.size(0), op, "labels must have shape [", rows.size(0),
               "], got ", labels.sizes());
-  TORCH_CHECK(labels.device() == logits.device(), op, "labels must be on the device of logits (", logits.device(),
+  TORCH_CHECK(labels.device() == rows.device(), op, "labels must be on the device of ", name, " (", rows.device(),
               "), got ", labels.device());
+}
+
+inline void argmax_mismatch(const at::Tensor& logits, const at::Tensor& labels, const std::optional<double>& margin) {
+  const char* op = "argmax_mismatch: ";
+  rows_and_labels(op, "logits", logits, "[B, C] with C >= 1", labels);
   if (margin.has_value()) {
     TORCH_CHECK(std::isfinite(*margin) && *margin >= 0.0 && *margin <= 1.0, op, "margin must be in [0, 1], got ",
                 *margin);
@@ -227,16 +233,7 @@ inline void weighted_sample(const at::Tensor& weights, int64_t num_samples) {
 inline void gradnorm_scores(const at::Tensor& logits, const at::Tensor& labels, const std::optional<at::Tensor>& groups,
                             int64_t num_groups) {
   const char* op = "gradnorm_scores: ";
-  TORCH_CHECK(is_loss_dtype(logits.scalar_type()), op, "logits must be float16, bfloat16, float32 or float64, got ",
-              logits.scalar_type());
-  TORCH_CHECK(logits.dim() == 2 && logits.size(1) >= 1, op, "logits must have shape [B, C] with C >= 1, got ",
-              logits.sizes());
-  TORCH_CHECK(labels.scalar_type() == at::kLong || labels.scalar_type() == at::kInt, op,
-              "labels must be int64 or int32, got ", labels.scalar_type());
-  TORCH_CHECK(labels.dim() == 1 && labels.size(0) == logits.size(0), op, "labels must have shape [", logits.size(0),
-              "], got ", labels.sizes());
-  TORCH_CHECK(labels.device() == logits.device(), op, "labels must be on the device of logits (", logits.device(),
-              "), got ", labels.device());
+  rows_and_labels(op, "logits", logits, "[B, C] with C >= 1", labels);
   TORCH_CHECK(num_groups >= 1 && num_groups <= INT32_MAX, op, "num_groups must be in [1, 2**31 - 1], got ", num_groups);
   if (groups.has_value()) {
     TORCH_CHECK(groups->scalar_type() == at::kLong || groups->scalar_type() == at::kInt, op,
@@ -250,16 +247,7 @@ inline void gradnorm_scores(const at::Tensor& logits, const at::Tensor& labels, 
 
 inline void centroid_distances(const at::Tensor& embeddings, const at::Tensor& labels, int64_t num_classes) {
   const char* op = "centroid_distances: ";
-  TORCH_CHECK(is_loss_dtype(embeddings.scalar_type()), op,
-              "embeddings must be float16, bfloat16, float32 or float64, got ", embeddings.scalar_type());
-  TORCH_CHECK(embeddings.dim() == 2 && embeddings.size(1) >= 1, op,
-              "embeddings must have shape [N, D] with D >= 1, got ", embeddings.sizes());
-  TORCH_CHECK(labels.scalar_type() == at::kLong || labels.scalar_type() == at::kInt, op,
-              "labels must be int64 or int32, got ", labels.scalar_type());
-  TORCH_CHECK(labels.dim() == 1 && labels.size(0) == embeddings.size(0), op, "labels must have shape [",
-              embeddings.size(0), "], got ", labels.sizes());
-  TORCH_CHECK(labels.device() == embeddings.device(), op, "labels must be on the device of embeddings (",
-              embeddings.device(), "), got ", labels.device());
+  rows_and_labels(op, "embeddings", embeddings, "[N, D] with D >= 1", labels);
   TORCH_CHECK(num_classes >= 1 && num_classes <= INT32_MAX, op, "num_classes must be in [1, 2**31 - 1], got ",
               num_classes);
 }

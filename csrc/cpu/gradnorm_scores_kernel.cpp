@@ -15,12 +15,7 @@
 #include "common/argmax.h"
 #include "common/checks.h"
 #include "common/gradnorm.h"
-
-#if defined(__x86_64__) && defined(__linux__) && defined(__GNUC__) && !defined(__clang__)
-#define DS_CPU_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define DS_CPU_CLONES
-#endif
+#include "cpu/clones.h"
 
 namespace dsampling {
 namespace {

@@ -1,12 +1,7 @@
 #include "cpu/uniforms.h"
 
 #include "common/philox.h"
-
-#if defined(__x86_64__) && defined(__linux__) && defined(__GNUC__) && !defined(__clang__)
-#define DS_CPU_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define DS_CPU_CLONES
-#endif
+#include "cpu/clones.h"
 
 namespace dsampling {
 namespace cpu {

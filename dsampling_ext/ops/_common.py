@@ -59,6 +59,22 @@ def _check_tensor(name: str, value) -> None:
 _CUDA_KERNELS: bool = _load_library()["cuda"]
 
 
+def _check_rows_and_labels(name: str, rows: Tensor, labels: Tensor, shape: str) -> None:
+    """A float16/bfloat16/float32/float64 tensor of shape [R, W >= 1] (``shape`` says it in words,
+    e.g. "[B, C] with C >= 1") and int64/int32 labels of shape [R]: the inputs of argmax_mismatch,
+    gradnorm_scores and centroid_distances (csrc/common/checks.h's rows_and_labels)."""
+    _check_tensor(name, rows)
+    _check_tensor("labels", labels)
+    if rows.dtype not in LOSS_DTYPES:
+        raise TypeError(f"{name} must be float16, bfloat16, float32 or float64, got {rows.dtype}")
+    if rows.dim() != 2 or rows.shape[1] < 1:
+        raise ValueError(f"{name} must have shape {shape}, got {tuple(rows.shape)}")
+    if labels.dtype not in (torch.int64, torch.int32):
+        raise TypeError(f"labels must be int64 or int32, got {labels.dtype}")
+    if labels.shape != rows.shape[:1]:
+        raise ValueError(f"labels must have shape [{rows.shape[0]}], got {tuple(labels.shape)}")
+
+
 def _check_device(op: str, name: str, device: torch.device) -> None:
     """Fail clearly when CUDA is asked for but this torch, machine or build cannot run it."""
     if device.type != "cuda":

@@ -78,15 +78,19 @@ def _histogram_select_fake(history, state, losses, rule, bin_rule, bins, thresho
 
 
 
+def _rows_and_labels_fake(op: str, name: str, rows: Tensor, labels: Tensor, shape: str) -> None:
+    """ops._common._check_rows_and_labels for the fakes."""
+    torch._check(rows.dtype in LOSS_DTYPES,
+                 lambda: f"{op}{name} must be float16, bfloat16, float32 or float64, got {rows.dtype}")
+    torch._check(rows.dim() == 2 and rows.shape[1] >= 1, lambda: f"{op}{name} must have shape {shape}, got {tuple(rows.shape)}")
+    torch._check(labels.dtype in (torch.int64, torch.int32), lambda: f"{op}labels must be int64 or int32, got {labels.dtype}")
+    torch._check(labels.dim() == 1 and labels.shape[0] == rows.shape[0],
+                 lambda: f"{op}labels must have shape [{rows.shape[0]}], got {tuple(labels.shape)}")
+
+
 @torch.library.register_fake("dsampling::argmax_mismatch")
 def _argmax_mismatch_fake(logits: Tensor, labels: Tensor, margin: Optional[float] = None):
-    op = "argmax_mismatch: "
-    torch._check(logits.dtype in LOSS_DTYPES,
-                 lambda: f"{op}logits must be float16, bfloat16, float32 or float64, got {logits.dtype}")
-    torch._check(logits.dim() == 2, lambda: f"{op}logits must have shape [B, C] with C >= 1, got {tuple(logits.shape)}")
-    torch._check(labels.dtype in (torch.int64, torch.int32), lambda: f"{op}labels must be int64 or int32, got {labels.dtype}")
-    torch._check(labels.dim() == 1 and labels.shape[0] == logits.shape[0],
-                 lambda: f"{op}labels must have shape [{logits.shape[0]}], got {tuple(labels.shape)}")
+    _rows_and_labels_fake("argmax_mismatch: ", "logits", logits, labels, "[B, C] with C >= 1")
     rows = logits.shape[0]
     return (logits.new_empty(rows, dtype=torch.bool), logits.new_empty(rows, dtype=torch.int64),
             logits.new_empty((), dtype=torch.int64))
@@ -149,16 +153,11 @@ def _table_record_fake(scores, correct, seen_epoch, indices, losses, epoch, logi
                          f"{tuple(losses.shape)}")
     torch._check((logits is None) == (targets is None), lambda: f"{op}logits and targets must be given together")
 
+
 @torch.library.register_fake("dsampling::gradnorm_scores")
 def _gradnorm_scores_fake(logits: Tensor, labels: Tensor, groups: Optional[Tensor], num_groups: int):
     op = "gradnorm_scores: "
-    torch._check(logits.dtype in LOSS_DTYPES,
-                 lambda: f"{op}logits must be float16, bfloat16, float32 or float64, got {logits.dtype}")
-    torch._check(logits.dim() == 2 and logits.shape[1] >= 1,
-                 lambda: f"{op}logits must have shape [B, C] with C >= 1, got {tuple(logits.shape)}")
-    torch._check(labels.dtype in (torch.int64, torch.int32), lambda: f"{op}labels must be int64 or int32, got {labels.dtype}")
-    torch._check(labels.dim() == 1 and labels.shape[0] == logits.shape[0],
-                 lambda: f"{op}labels must have shape [{logits.shape[0]}], got {tuple(labels.shape)}")
+    _rows_and_labels_fake(op, "logits", logits, labels, "[B, C] with C >= 1")
     torch._check(1 <= num_groups <= 2**31 - 1, lambda: f"{op}num_groups must be in [1, 2**31 - 1], got {num_groups}")
     if groups is not None:
         torch._check(groups.dtype in (torch.int64, torch.int32),
@@ -184,13 +183,7 @@ def _weighted_sample_fake(weights: Tensor, num_samples, seed: int, offset: int):
 @torch.library.register_fake("dsampling::centroid_distances")
 def _centroid_distances_fake(embeddings: Tensor, labels: Tensor, num_classes: int):
     op = "centroid_distances: "
-    torch._check(embeddings.dtype in LOSS_DTYPES,
-                 lambda: f"{op}embeddings must be float16, bfloat16, float32 or float64, got {embeddings.dtype}")
-    torch._check(embeddings.dim() == 2 and embeddings.shape[1] >= 1,
-                 lambda: f"{op}embeddings must have shape [N, D] with D >= 1, got {tuple(embeddings.shape)}")
-    torch._check(labels.dtype in (torch.int64, torch.int32), lambda: f"{op}labels must be int64 or int32, got {labels.dtype}")
-    torch._check(labels.dim() == 1 and labels.shape[0] == embeddings.shape[0],
-                 lambda: f"{op}labels must have shape [{embeddings.shape[0]}], got {tuple(labels.shape)}")
+    _rows_and_labels_fake(op, "embeddings", embeddings, labels, "[N, D] with D >= 1")
     torch._check(1 <= num_classes <= 2**31 - 1, lambda: f"{op}num_classes must be in [1, 2**31 - 1], got {num_classes}")
     acc = torch.float64 if embeddings.dtype == torch.float64 else torch.float32
     return (embeddings.new_empty((num_classes, embeddings.shape[1]), dtype=acc),

@@ -7,7 +7,8 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from ._common import LOSS_DTYPES, _check_device, _check_tensor
+from .._validate import require_number
+from ._common import _check_device, _check_rows_and_labels
 
 
 def argmax_mismatch(logits: Tensor, labels: Tensor, margin: Optional[float] = None) -> tuple[Tensor, Tensor, Tensor]:
@@ -32,19 +33,8 @@ def argmax_mismatch(logits: Tensor, labels: Tensor, margin: Optional[float] = No
         (keep, kept_indices, count): Tensor[B] bool; Tensor[B] int64 holding the kept row indices
         in increasing order, then -1; a 0-d int64 tensor with their number.
     """
-    _check_tensor("logits", logits)
-    _check_tensor("labels", labels)
+    _check_rows_and_labels("logits", logits, labels, "[B, C] with C >= 1")
     _check_device("argmax_mismatch", "logits", logits.device)
-    if logits.dtype not in LOSS_DTYPES:
-        raise TypeError(f"logits must be float16, bfloat16, float32 or float64, got {logits.dtype}")
-    if labels.dtype not in (torch.int64, torch.int32):
-        raise TypeError(f"labels must be int64 or int32, got {labels.dtype}")
-    if logits.dim() != 2 or logits.shape[1] < 1:
-        raise ValueError(f"logits must have shape [B, C] with C >= 1, got {tuple(logits.shape)}")
-    if labels.shape != logits.shape[:1]:
-        raise ValueError(f"labels must have shape [{logits.shape[0]}], got {tuple(labels.shape)}")
     if margin is not None:
-        if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not 0.0 <= margin <= 1.0:
-            raise ValueError(f"margin must be None or a number in [0, 1], got {margin!r}")
-        margin = float(margin)
+        margin = require_number("margin", margin, 0.0, 1.0, what="None or a number")
     return torch.ops.dsampling.argmax_mismatch.default(logits, labels, margin)

@@ -8,7 +8,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from ._common import LOSS_DTYPES, _as_int64, _check_device, _check_tensor
+from ._common import LOSS_DTYPES, _as_int64, _check_device, _check_rows_and_labels, _check_tensor
 
 
 def gradnorm_scores(logits: Tensor, labels: Tensor, groups: Optional[Tensor] = None,
@@ -41,17 +41,8 @@ def gradnorm_scores(logits: Tensor, labels: Tensor, groups: Optional[Tensor] = N
         logits), Tensor[G] int64. Labels and groups out of range raise on the CPU and trip a
         device assertion on CUDA. Not differentiable (a score, not a loss).
     """
-    _check_tensor("logits", logits)
-    _check_tensor("labels", labels)
+    _check_rows_and_labels("logits", logits, labels, "[B, C] with C >= 1")
     _check_device("gradnorm_scores", "logits", logits.device)
-    if logits.dtype not in LOSS_DTYPES:
-        raise TypeError(f"logits must be float16, bfloat16, float32 or float64, got {logits.dtype}")
-    if logits.dim() != 2 or logits.shape[1] < 1:
-        raise ValueError(f"logits must have shape [B, C] with C >= 1, got {tuple(logits.shape)}")
-    if labels.dtype not in (torch.int64, torch.int32):
-        raise TypeError(f"labels must be int64 or int32, got {labels.dtype}")
-    if labels.shape != logits.shape[:1]:
-        raise ValueError(f"labels must have shape [{logits.shape[0]}], got {tuple(labels.shape)}")
     if groups is not None:
         _check_tensor("groups", groups)
         if groups.dtype not in (torch.int64, torch.int32):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ._common import LOSS_DTYPES, _check_device, _check_tensor
+from ._common import _check_device, _check_rows_and_labels, _check_tensor
 
 #: Distance orders of class_order: nearest first, or farthest first.
 ORDERS = ("easy", "hard")
@@ -41,17 +41,8 @@ def centroid_distances(embeddings: Tensor, labels: Tensor, num_classes: int) -> 
     Example:
         >>> centroids, d2, counts = centroid_distances(torch.randn(100, 8), torch.arange(100) % 3, 3)
     """
-    _check_tensor("embeddings", embeddings)
-    _check_tensor("labels", labels)
+    _check_rows_and_labels("embeddings", embeddings, labels, "[N, D] with D >= 1")
     _check_device("centroid_distances", "embeddings", embeddings.device)
-    if embeddings.dtype not in LOSS_DTYPES:
-        raise TypeError(f"embeddings must be float16, bfloat16, float32 or float64, got {embeddings.dtype}")
-    if embeddings.dim() != 2 or embeddings.shape[1] < 1:
-        raise ValueError(f"embeddings must have shape [N, D] with D >= 1, got {tuple(embeddings.shape)}")
-    if labels.dtype not in (torch.int64, torch.int32):
-        raise TypeError(f"labels must be int64 or int32, got {labels.dtype}")
-    if labels.shape != embeddings.shape[:1]:
-        raise ValueError(f"labels must have shape [{embeddings.shape[0]}], got {tuple(labels.shape)}")
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or not 1 <= num_classes <= 2**31 - 1:
         raise ValueError(f"num_classes must be an int in [1, 2**31 - 1], got {num_classes!r}")
     return torch.ops.dsampling.centroid_distances.default(embeddings, labels, num_classes)
