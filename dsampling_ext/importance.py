@@ -33,23 +33,11 @@ from torch.utils.data import Sampler
 from . import distributed, ops
 from ._validate import require_epoch, require_int, require_number, require_seed
 from .sampling import resolve_replicas
-from .scores import _index_tensor
+from .scores import _check_index_range, _index_tensor, _last_occurrence
 
 __all__ = ["ImportanceSampler"]
 
 WITHIN = ("uniform", "score")
-
-
-def _last_occurrence(idx: Tensor, values: Tensor) -> tuple[Tensor, Tensor]:
-    """(idx, values) with every copy of a repeated index carrying the value of its last
-    occurrence, so that writing them in any order gives one result; no host sync (no unique)."""
-    ordered, perm = torch.sort(idx, stable=True)  # copies of an index: increasing positions
-    position = torch.arange(idx.numel(), device=idx.device)
-    run_end = torch.ones_like(ordered, dtype=torch.bool)
-    run_end[:-1] = ordered[1:] != ordered[:-1]
-    # for each k, the first run end at or after k: a cumulative minimum from the right
-    end = torch.where(run_end, position, idx.numel()).flip(0).cummin(0).values.flip(0)
-    return ordered, values[perm[end]]
 
 
 class ImportanceSampler(Sampler[list]):
@@ -241,10 +229,8 @@ class ImportanceSampler(Sampler[list]):
         (float32, on their device), for :func:`~dsampling_ext.weighted_mean`."""
         indices = _index_tensor("indices", indices)
         self._draw()
-        if indices.device.type == "cpu" and indices.numel():
-            low, high = int(indices.min()), int(indices.max())
-            if low < 0 or high >= self.num_samples:
-                raise ValueError(f"indices must be in [0, {self.num_samples}), got {low if low < 0 else high}")
+        if indices.device.type == "cpu":
+            _check_index_range("indices", indices, self.num_samples)
         device = indices.device
         if device not in self._lookup:
             self._lookup[device] = self._lookup[torch.device("cpu")].to(device)
@@ -266,9 +252,8 @@ class ImportanceSampler(Sampler[list]):
             raise ValueError(f"logits must have one row per index ({indices.numel()}), got {logits.shape[0]}")
         if not isinstance(labels, Tensor):
             raise TypeError(f"labels must be a torch.Tensor, got {type(labels).__name__}")
-        if indices.device.type == "cpu" and indices.numel() and (
-                int(indices.min()) < 0 or int(indices.max()) >= self.num_samples):  # CUDA: no host sync
-            raise ValueError(f"indices must be in [0, {self.num_samples})")
+        if indices.device.type == "cpu":  # CUDA: no host sync
+            _check_index_range("indices", indices, self.num_samples)
         logits = logits.detach()
         idx = indices.to(logits.device)
         groups = self.group_of.to(logits.device)[idx]
@@ -289,7 +274,8 @@ class ImportanceSampler(Sampler[list]):
             idx, _ = distributed.all_gather_cat(idx)
             new, _ = distributed.all_gather_cat(new)
         if idx.numel():  # an index drawn twice in the batch: its last occurrence counts, once
-            idx, new = _last_occurrence(idx, new)
+            idx, last = _last_occurrence(idx)
+            new = new[last]
             old = self.scores[idx]
             self.scores[idx] = torch.where(self.scored[idx], d * old + (1 - d) * new, new)
             self.scored[idx] = True

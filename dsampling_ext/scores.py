@@ -38,6 +38,28 @@ def _index_tensor(name: str, value) -> Tensor:
     return value
 
 
+def _check_index_range(name: str, indices: Tensor, n: int) -> None:
+    """ValueError unless every index is in [0, n). Reads the min and max back: callers that must
+    not sync with the host check CPU indices only."""
+    if indices.numel():
+        low, high = int(indices.min()), int(indices.max())
+        if low < 0 or high >= n:
+            raise ValueError(f"{name} must be in [0, {n}), got {low if low < 0 else high}, range [{low}, {high}]")
+
+
+def _last_occurrence(idx: Tensor) -> tuple[Tensor, Tensor]:
+    """(ordered, source): the indices sorted, and for each the position in ``idx`` of its index's
+    last occurrence, so that writing ``values[source]`` at ``ordered`` gives every index its last
+    value in any write order. No host sync (no torch.unique)."""
+    ordered, perm = torch.sort(idx, stable=True)  # copies of an index: increasing positions
+    position = torch.arange(idx.numel(), device=idx.device)
+    run_end = torch.ones_like(ordered, dtype=torch.bool)
+    run_end[:-1] = ordered[1:] != ordered[:-1]
+    # for each k, the first run end at or after k: a cumulative minimum from the right
+    end = torch.where(run_end, position, idx.numel()).flip(0).cummin(0).values.flip(0)
+    return ordered, perm[end]
+
+
 class ScoreTable:
     """Per-sample scores kept from the training pass: last loss, last correctness, epoch seen.
 
@@ -174,13 +196,11 @@ class ScoreTable:
         idx, loss, right, epoch = idx[finite], loss[finite], right[finite], epoch[finite]
         if idx.numel() == 0:
             return
-        unique, inverse = torch.unique(idx, return_inverse=True)
-        last = torch.full(unique.shape, -1, dtype=torch.int64, device=device).scatter_reduce_(
-            0, inverse, torch.arange(idx.numel(), device=device), "amax")
-        self.scores[unique] = loss[last]
-        self.seen_epoch[unique] = epoch[last]
+        ordered, last = _last_occurrence(idx)
+        self.scores[ordered] = loss[last]
+        self.seen_epoch[ordered] = epoch[last]
         known = right[last] >= 0
-        self.correct[unique[known]] = right[last][known]
+        self.correct[ordered[known]] = right[last][known]
 
     def state_dict(self) -> dict:
         return dict(num_samples=self.num_samples, epoch=self.epoch, scores=self.scores.clone(),
@@ -427,9 +447,8 @@ class TableSampler(ResumableSampler):
         if device not in self._lookup:
             self._lookup[device] = tuple(t.to(device) for t in self._lookup[torch.device("cpu")])
         code, values = self._lookup[device]
-        n = self.table.num_samples
-        if device.type == "cpu" and indices.numel() and not (0 <= int(indices.min()) and int(indices.max()) < n):
-            raise ValueError(f"indices must be in [0, {n}), got range [{int(indices.min())}, {int(indices.max())}]")
+        if device.type == "cpu":
+            _check_index_range("indices", indices, self.table.num_samples)
         found = code[indices].long()
         if device.type == "cpu" and indices.numel() and not bool(found.all()):
             raise ValueError(f"indices must be drawn by this sampler in epoch {self.epoch}; "

@@ -274,10 +274,11 @@ def test_repeated_indices_carry_their_last_score():
     # Draws are with replacement: a batch may hold an index twice. Every copy carries the last
     # occurrence's value, so the table write gives one result in any order (CUDA's index_put
     # picks no particular copy), without a host sync.
-    from dsampling_ext.importance import _last_occurrence
+    from dsampling_ext.scores import _last_occurrence
 
     idx = torch.tensor([3, 1, 3, 2, 1, 3, 7])
-    ordered, values = _last_occurrence(idx, torch.tensor([10.0, 11.0, 12.0, 13.0, 14.0, 15.0, 16.0]))
+    ordered, last = _last_occurrence(idx)
+    values = torch.tensor([10.0, 11.0, 12.0, 13.0, 14.0, 15.0, 16.0])[last]
     assert ordered.tolist() == [1, 1, 2, 3, 3, 3, 7]
     assert values.tolist() == [14.0, 14.0, 13.0, 15.0, 15.0, 15.0, 16.0]
     sampler = ImportanceSampler(10, torch.arange(10) % 2, 4, score_decay=0.5)
