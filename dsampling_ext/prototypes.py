@@ -18,10 +18,10 @@ from typing import Optional, Union
 
 import torch
 from torch import Tensor, nn
-from torch.utils.data import RandomSampler
 
 from . import distributed, ops
 from ._validate import require_epoch, require_int, require_seed
+from .batches import check_loader, check_model, is_sequential, split_batch
 from .sampling import ResumableSampler, resolve_replicas, shard, sharded_length
 
 __all__ = ["PrototypeSelection", "embed_dataset", "select_prototypes"]
@@ -138,8 +138,9 @@ def embed_dataset(model: nn.Module, loader, layer: Union[str, nn.Module, None] =
     Args:
         model: any nn.Module.
         loader: iterable of batches ``(inputs, targets, indices)`` (e.g. a DataLoader over an
-            :class:`~dsampling_ext.IndexedDataset`) or ``(inputs, targets)``, in which case the
-            samples are numbered in the order they come (the loader must not shuffle).
+            :class:`~dsampling_ext.IndexedDataset`), dicts with "input", "target" and "index",
+            or ``(inputs, targets)`` from a sequential DataLoader, whose samples are numbered in
+            the order they come (any other loader must give indices).
         layer: the embedding layer (see above).
         device: where the model runs and the embeddings are kept (default: the model's).
         progress: a tqdm progress bar (if tqdm is installed).
@@ -148,10 +149,10 @@ def embed_dataset(model: nn.Module, loader, layer: Union[str, nn.Module, None] =
         (embeddings, labels, indices): Tensor[M, D] (the layer's output flattened per sample, in
         its dtype), Tensor[M] int64, Tensor[M] int64, in the order the loader gave them.
     """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    check_model(model)
+    check_loader(loader)
     target, take_input = _hook_target(model, layer)
-    shuffles = isinstance(getattr(loader, "sampler", None), RandomSampler)
+    sequential = is_sequential(loader)
     if device is None:
         device = next((p.device for p in model.parameters()), torch.device("cpu"))
     captured: list[Tensor] = []
@@ -179,14 +180,12 @@ def embed_dataset(model: nn.Module, loader, layer: Union[str, nn.Module, None] =
     try:
         with torch.inference_mode():
             for batch in batches:
-                if not isinstance(batch, (tuple, list)) or len(batch) not in (2, 3):
-                    raise ValueError("loader must yield (inputs, targets) or (inputs, targets, indices) batches")
-                if len(batch) == 2 and shuffles:
-                    raise ValueError("loader must yield (inputs, targets, indices) when it shuffles (wrap the dataset "
-                                     "in dsampling_ext.IndexedDataset), or not shuffle")
-                inputs, targets = batch[0], batch[1]
-                idx = (torch.as_tensor(batch[2]) if len(batch) == 3
-                       else torch.arange(seen, seen + len(targets)))
+                inputs, targets, idx = split_batch(batch)
+                if idx is None:
+                    if not sequential:
+                        raise ValueError("loader must yield (inputs, targets, indices) when it shuffles or is not a "
+                                         "sequential DataLoader (wrap the dataset in dsampling_ext.IndexedDataset)")
+                    idx = torch.arange(seen, seen + len(targets))
                 captured.clear()
                 try:
                     model(inputs.to(device) if isinstance(inputs, Tensor) else inputs)
