@@ -11,7 +11,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-__all__ = ["active", "all_gather_cat", "all_min"]
+__all__ = ["active", "all_gather_cat", "all_min", "all_sum"]
 
 
 _AVAILABLE = dist.is_available()  # fixed for the process; asked on every training step
@@ -42,6 +42,13 @@ def all_gather_cat(tensor: Tensor) -> tuple[Tensor, int]:
     dist.all_gather(parts, padded)
     full = torch.cat([p[:n] for p, n in zip(parts, sizes)]).to(tensor.device)
     return full, sum(sizes[:rank])
+
+
+def all_sum(tensor: Tensor) -> Tensor:
+    """The elementwise sum of a tensor over every rank (a new tensor, on the input's device)."""
+    summed = tensor.to(_comm_device(tensor), copy=True)
+    dist.all_reduce(summed)
+    return summed.to(tensor.device)
 
 
 def all_min(value: int) -> int:

@@ -26,7 +26,6 @@ import math
 from typing import Iterator, Optional
 
 import torch
-import torch.distributed as dist
 from torch import Tensor
 from torch.utils.data import Sampler
 
@@ -260,10 +259,7 @@ class ImportanceSampler(Sampler[list]):
         raw, sums, counts = ops.gradnorm_scores(logits, labels.to(logits.device), groups, self.num_groups)
         stats = torch.cat([sums.double(), counts.double()]).to(self.device)
         if distributed.active():
-            comm = distributed._comm_device(stats)
-            reduced = stats.to(comm)
-            dist.all_reduce(reduced)
-            stats = reduced.to(self.device)
+            stats = distributed.all_sum(stats)
         sums, counts = stats[: self.num_groups], stats[self.num_groups :]
         present = counts > 0
         d = self.score_decay
