@@ -111,13 +111,8 @@ class LossHistogramSelector:
         if unused:
             raise ValueError(f"{', '.join(unused)} {'is' if len(unused) == 1 else 'are'} not used by rule={rule!r} "
                              f"(its parameters: {', '.join(_RULE_PARAMS[rule])}); leave {'it' if len(unused) == 1 else 'them'} out")
-        defaults = _RULE_PARAMS[rule]
+        own = {name: _RULE_PARAMS[rule][name] if given[name] is None else given[name] for name in _RULE_PARAMS[rule]}
         self.rule = rule
-        self.bins = defaults.get("bins") if bins is None else bins
-        self.threshold = defaults.get("threshold") if threshold is None else threshold
-        self.keep_fraction = defaults.get("keep_fraction") if keep_fraction is None else keep_fraction
-        self.keep = defaults.get("keep") if keep is None else keep
-        self.beta = defaults.get("beta") if beta is None else beta
         self.clip_sigma = None if clip_sigma is None else require_number("clip_sigma", clip_sigma, 0.0)
         ops._choice("clip", clip, {"clamp": 1, "drop": 2})
         self.clip = clip
@@ -128,19 +123,20 @@ class LossHistogramSelector:
         self.nan = nan
         self.window = SelectionWindow(start, end, interval, epochs)
         self.steps = 0  # batches given to select() (or passed over by selective_batches) since the start
-        # The op's options, checked once (the unused rule's slots get the op's neutral defaults).
-        op_values = {**_RULE_PARAMS["pmf"], **_RULE_PARAMS["cdf"], **{k: getattr(self, k) for k in defaults}}
-        self._options = ops._select_options(rule, op_values["bins"], op_values["threshold"], clip_sigma, clip,
-                                            op_values["keep_fraction"], op_values["keep"], op_values["beta"],
-                                            nan == "ignore")
+        # The op's options, checked once (the other rule's slots get its defaults, which the op ignores).
+        op = {**_RULE_PARAMS["pmf"], **_RULE_PARAMS["cdf"], **own}
+        self._options = ops._select_options(rule, op["bins"], op["threshold"], clip_sigma, clip, op["keep_fraction"],
+                                            op["keep"], op["beta"], nan == "ignore")
         # Values that make the method a silent no-op (nothing ever kept, or everything) are errors.
-        if rule == "pmf" and self._options[6] == 0.0:
+        if rule == "pmf" and self._options.keep_fraction == 0.0:
             raise ValueError("keep_fraction must be in (0, 1], got 0.0 (no candidate would ever be kept)")
-        if rule == "cdf" and not 0.0 < self._options[8] < math.inf:
-            raise ValueError(f"beta must be a finite number > 0, got {self.beta!r} (beta=0 keeps every sample)")
-        self.threshold = None if self.threshold is None else float(self._options[3])
-        self.keep_fraction = None if self.keep_fraction is None else float(self._options[6])
-        self.beta = None if self.beta is None else float(self._options[8])
+        if rule == "cdf" and not 0.0 < self._options.beta < math.inf:
+            raise ValueError(f"beta must be a finite number > 0, got {own['beta']!r} (beta=0 keeps every sample)")
+        # The rule's own parameters as checked (floats), None for the other rule's.
+        checked = dict(op, threshold=self._options.threshold, keep_fraction=self._options.keep_fraction,
+                       beta=self._options.beta)
+        for name in given:
+            setattr(self, name, checked[name] if name in own else None)
         self.epoch = 0
         self.calls = 0  # selection steps so far: the Philox offset of the next one
         self.position = 0  # raw batches selective_batches consumed this epoch (0 once it ran to its end)

@@ -4,7 +4,7 @@ selection step: wrappers and fakes."""
 from __future__ import annotations
 
 import math
-from typing import Optional, Sequence, Union
+from typing import NamedTuple, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -189,10 +189,24 @@ def histogram_select(
     return _histogram_select(history, state, losses, options, seed, offset, keys)
 
 
-def _select_options(rule, bins, threshold, clip_sigma, clip, keep_fraction, keep, beta, skip_nonfinite) -> tuple:
-    """histogram_select's options as the op takes them (rule id, bin rule, bins, threshold,
-    clip_sigma, clip id, keep_fraction, keep id, beta, skip_nonfinite); ValueError/TypeError
-    naming a bad one (the op checks the numeric ranges)."""
+class SelectOptions(NamedTuple):
+    """histogram_select's options as the op takes them, checked (``*options`` in schema order)."""
+
+    rule: int
+    bin_rule: int
+    bins: int
+    threshold: float
+    clip_sigma: float
+    clip: int
+    keep_fraction: float
+    keep: int
+    beta: float
+    skip_nonfinite: bool
+
+
+def _select_options(rule, bins, threshold, clip_sigma, clip, keep_fraction, keep, beta,
+                    skip_nonfinite) -> SelectOptions:
+    """histogram_select's options as the op takes them; ValueError/TypeError naming a bad one."""
     rule_id = _choice("rule", rule, SELECT_RULES)
     clip_id = _choice("clip", clip if clip_sigma is not None else None, CLIP_MODES)
     keep_id = _choice("keep", keep, KEEP_MODES)
@@ -203,10 +217,11 @@ def _select_options(rule, bins, threshold, clip_sigma, clip, keep_fraction, keep
     keep_fraction = require_number("keep_fraction", keep_fraction, 0.0, 1.0)
     beta = require_number("beta", beta, 0.0)
     sigma = 0.0 if clip_sigma is None else require_number("clip_sigma", clip_sigma, 0.0)
-    return (rule_id, bin_rule, fixed, threshold, sigma, clip_id, keep_fraction, keep_id, beta, bool(skip_nonfinite))
+    return SelectOptions(rule_id, bin_rule, fixed, threshold, sigma, clip_id, keep_fraction, keep_id, beta,
+                         bool(skip_nonfinite))
 
 
-def _histogram_select(history: Tensor, state: Tensor, losses: Tensor, options: tuple, seed: int, offset: int,
+def _histogram_select(history: Tensor, state: Tensor, losses: Tensor, options: SelectOptions, seed: int, offset: int,
                       keys: Optional[Tensor]) -> tuple[Tensor, Tensor]:
     """The op call behind histogram_select, with ``options`` from _select_options (so that a
     caller with fixed options, such as LossHistogramSelector, checks them once)."""
