@@ -71,6 +71,17 @@ def require_threshold(threshold) -> float:
     return threshold
 
 
+def rule_parameters(rule: str, given: dict, defaults: dict) -> dict:
+    """A rule's own parameters (``defaults``: name -> default) with the values given filled in.
+    Every parameter given (not None) that the rule does not use is a ValueError naming it."""
+    unused = [name for name, value in given.items() if value is not None and name not in defaults]
+    if unused:
+        one = len(unused) == 1
+        raise ValueError(f"{', '.join(unused)} {'is' if one else 'are'} not used by rule={rule!r} (its parameters: "
+                         f"{', '.join(defaults) or 'none'}); leave {'it' if one else 'them'} out")
+    return {name: default if given.get(name) is None else given[name] for name, default in defaults.items()}
+
+
 def require_epoch(epoch) -> int:
     """An epoch for ``set_epoch``: a non-negative int."""
     return require_int("epoch", epoch, 0)

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from torch.utils import _pytree as pytree
 
 from . import distributed, ops
-from ._validate import require_epoch, require_int, require_number, require_seed
+from ._validate import require_epoch, require_int, require_number, require_seed, rule_parameters
 from .accumulate import BatchAccumulator
 from .batches import batches_from, check_loader, check_model, skip_empty, split_batch
 from .schedules import SelectionWindow
@@ -107,11 +107,7 @@ class LossHistogramSelector:
             raise ValueError(f"keep must be 'bernoulli' with rule='cdf' (Selective-Backprop draws Bernoulli(p)), "
                              f"got {keep!r}")
         given = dict(bins=bins, threshold=threshold, keep_fraction=keep_fraction, keep=keep, beta=beta)
-        unused = [name for name, value in given.items() if value is not None and name not in _RULE_PARAMS[rule]]
-        if unused:
-            raise ValueError(f"{', '.join(unused)} {'is' if len(unused) == 1 else 'are'} not used by rule={rule!r} "
-                             f"(its parameters: {', '.join(_RULE_PARAMS[rule])}); leave {'it' if len(unused) == 1 else 'them'} out")
-        own = {name: _RULE_PARAMS[rule][name] if given[name] is None else given[name] for name in _RULE_PARAMS[rule]}
+        own = rule_parameters(rule, given, _RULE_PARAMS[rule])
         self.rule = rule
         self.clip_sigma = None if clip_sigma is None else require_number("clip_sigma", clip_sigma, 0.0)
         ops._choice("clip", clip, {"clamp": 1, "drop": 2})

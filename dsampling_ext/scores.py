@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from torch.utils import _pytree as pytree
 
 from . import distributed, ops
-from ._validate import require_epoch, require_int, require_number, require_seed
+from ._validate import require_epoch, require_int, require_number, require_seed, rule_parameters
 from .sampling import ResumableSampler, resolve_replicas, shard, sharded_length
 
 __all__ = ["ScoreTable", "TableSampler", "scoring_forward", "weighted_mean"]
@@ -330,13 +330,9 @@ class TableSampler(ResumableSampler):
             raise TypeError(f"table must be a dsampling_ext.ScoreTable, got {type(table).__name__}")
         anneal = require_number("anneal", anneal, 0.0, 1.0, high_open=True)
         ops._choice("rule", rule, ops.TABLE_RULES)
-        own = _RULE_PARAMS[rule]
         given = dict(prune=prune, bins=bins, threshold=threshold, beta=beta)
-        unused = [name for name, value in given.items() if value is not None and name not in own]
-        if unused:
-            raise ValueError(f"{', '.join(unused)} {'is' if len(unused) == 1 else 'are'} not used by rule={rule!r} "
-                             f"(its parameters: {', '.join(own) or 'none'}); leave {'it' if len(unused) == 1 else 'them'} out")
-        values = {name: own.get(name) if value is None else value for name, value in given.items()}
+        own = rule_parameters(rule, given, _RULE_PARAMS[rule])
+        values = {name: own.get(name) for name in given}
         if values["prune"] is not None and require_number("prune", values["prune"], 0.0, 1.0) == 0.0:
             raise ValueError("prune must be in (0, 1], got 0.0 (nothing would ever be pruned)")
         reweight = ops.REWEIGHT_DEFAULT[rule] if reweight is None else reweight
