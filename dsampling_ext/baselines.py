@@ -9,7 +9,7 @@ from typing import Optional, Sized, Union
 from torch import Tensor
 
 from . import ops
-from ._validate import require_epoch, require_seed
+from ._validate import require_seed
 from .partition import _num_samples, resolve_size
 from .sampling import ResumableSampler, resolve_replicas, shard, sharded_length
 
@@ -39,11 +39,6 @@ class RandomSubsetSampler(ResumableSampler):
 
     def __repr__(self) -> str:
         return f"RandomSubsetSampler(num_samples={self.num_samples}, size={self.size}, seed={self.seed})"
-
-    def set_epoch(self, epoch: int) -> None:
-        epoch = require_epoch(epoch)
-        self._restart(epoch)
-        self.epoch = epoch
 
     def __len__(self) -> int:
         return sharded_length(self.size, self.num_replicas)

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from . import ops
-from ._validate import as_int, require_epoch, require_number, require_seed
+from ._validate import as_int, require_number, require_seed
 from .sampling import ResumableSampler, resolve_replicas, shard, sharded_length
 
 __all__ = ["DynamicPartitionSampler"]
@@ -131,11 +131,6 @@ class DynamicPartitionSampler(ResumableSampler):
     def indices(self) -> Tensor:
         """The current A (a copy, in partition order)."""
         return self.perm[: self.size].clone()
-
-    def set_epoch(self, epoch: int) -> None:
-        epoch = require_epoch(epoch)
-        self._restart(epoch)
-        self.epoch = epoch
 
     def __len__(self) -> int:
         return sharded_length(self.size, self.num_replicas)

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from . import distributed, ops
-from ._validate import require_epoch, require_int, require_seed
+from ._validate import require_int, require_seed
 from .batches import check_loader, check_model, is_sequential, split_batch
 from .sampling import ResumableSampler, resolve_replicas, shard, sharded_length
 
@@ -362,9 +362,8 @@ class PrototypeSelection(ResumableSampler):
 
     def set_epoch(self, epoch: int) -> None:
         """Set the epoch; re-embeds when ``refit_every`` says so (a collective under DDP)."""
-        epoch = require_epoch(epoch)
-        self._restart(epoch)
-        self.epoch = epoch
+        super().set_epoch(epoch)
+        epoch = self.epoch
         if self.refit_every is not None and epoch > 0 and epoch % self.refit_every == 0 and self.fitted_epoch != epoch:
             if self._source is None:
                 raise RuntimeError("refit_every needs fit_model or use_model (a model and loader to re-embed with)")

@@ -98,10 +98,13 @@ class ResumableSampler(Sampler[int]):
         self.position = 0
         yield from ()
 
-    def _restart(self, epoch: int) -> None:
-        """Called by set_epoch: a new epoch starts at position 0 (a pending resume of it is kept)."""
+    def set_epoch(self, epoch: int) -> None:
+        """As with DistributedSampler. Another epoch starts at position 0; the same epoch keeps
+        its position (a resumed loop calls it again for the epoch it saved in)."""
+        epoch = require_epoch(epoch)
         if epoch != self.epoch:
             self.position = 0
+        self.epoch = epoch
 
     def state_dict(self) -> dict:
         return dict(config=repr(self), epoch=self.epoch, position=self.position, num_replicas=self.num_replicas,
@@ -159,11 +162,6 @@ class IndexSubsetSampler(ResumableSampler):
 
     def __repr__(self) -> str:
         return f"IndexSubsetSampler(size={self.indices.numel()}, shuffle={self.shuffle}, seed={self.seed})"
-
-    def set_epoch(self, epoch: int) -> None:
-        epoch = require_epoch(epoch)
-        self._restart(epoch)
-        self.epoch = epoch
 
     def __len__(self) -> int:
         return sharded_length(self.indices.numel(), self.num_replicas)

@@ -372,10 +372,8 @@ class TableSampler(ResumableSampler):
 
     def set_epoch(self, epoch: int) -> None:
         """Select epoch ``epoch``'s indices and weights (a collective under torch.distributed)."""
-        epoch = require_epoch(epoch)
-        self._restart(epoch)
-        self.epoch = epoch
-        self.table.set_epoch(epoch)
+        super().set_epoch(epoch)
+        self.table.set_epoch(self.epoch)
         self._select()
 
     def _select(self) -> tuple[Tensor, Tensor]:
