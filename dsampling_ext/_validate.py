@@ -43,15 +43,17 @@ def require_int(name: str, value, low: int, high: float = math.inf, *, what: str
 
 
 def require_number(name: str, value, low: float, high: float = math.inf, *, high_open: bool = False,
-                   what: str = "a number") -> float:
-    """``value`` as a float in [low, high] (or [low, high) with ``high_open``)."""
+                   what: str = "a number", why: str = "") -> float:
+    """``value`` as a float in [low, high] (or [low, high) with ``high_open``); ``why`` explains
+    the range in the error."""
     if isinstance(value, torch.Tensor) and value.dim() == 0 and value.dtype != torch.bool:
         value = value.item()
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be {what}, got {_type_name(value)} {value!r}")
     value = float(value)
     if math.isnan(value) or not low <= value <= high or (high_open and value == high):
-        raise ValueError(f"{name} must be {what} in [{low:g}, {high:g}{')' if high_open else ']'}, got {value!r}")
+        reason = f" ({why})" if why else ""
+        raise ValueError(f"{name} must be {what} in [{low:g}, {high:g}{')' if high_open else ']'}{reason}, got {value!r}")
     return value
 
 
@@ -64,11 +66,8 @@ def require_seed(seed, name: str = "seed") -> int:
 
 def require_threshold(threshold) -> float:
     """A PMF threshold: in [0, 1), since no bin holds more than all of the values."""
-    threshold = require_number("threshold", threshold, -math.inf, math.inf) if not isinstance(threshold, float) else threshold
-    if not 0.0 <= threshold < 1.0:
-        raise ValueError(f"threshold must be a number in [0, 1) (a PMF threshold of 1 or more selects nothing), "
-                         f"got {threshold!r}")
-    return threshold
+    return require_number("threshold", threshold, 0.0, 1.0, high_open=True,
+                          why="a PMF threshold of 1 or more selects nothing")
 
 
 def rule_parameters(rule: str, given: dict, defaults: dict) -> dict:
