@@ -170,8 +170,8 @@ class ScoreTable:
         """Under torch.distributed, give every rank every rank's records since the last sync.
 
         A collective: every rank must call it at the same point (the samplers do, once per
-        epoch). Records are replayed in rank order, each index keeping its last record, so all
-        ranks end with the same table. Without a process group it does nothing.
+        epoch). Records are replayed in rank order, each index keeping its last record (and the
+        correctness of its last record with logits), so all ranks end with the same table. Without a process group it does nothing.
         """
         if not distributed.active():
             self._pending.clear()
@@ -199,8 +199,11 @@ class ScoreTable:
         ordered, last = _last_occurrence(idx)
         self.scores[ordered] = loss[last]
         self.seen_epoch[ordered] = epoch[last]
-        known = right[last] >= 0
-        self.correct[ordered[known]] = right[last][known]
+        # a record without logits leaves an index's correctness alone (as record does), so each
+        # index takes its last record that has one, not its last record
+        known = right >= 0
+        ordered, last = _last_occurrence(idx[known])
+        self.correct[ordered] = right[known][last]
 
     def state_dict(self) -> dict:
         return dict(num_samples=self.num_samples, epoch=self.epoch, scores=self.scores.clone(),

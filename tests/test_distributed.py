@@ -131,6 +131,24 @@ def check_score_table(rank):
     assert tables[0] == tables[1]
 
 
+def check_score_table_replay(rank):
+    """sync replays the records in rank order, each index keeping its last record, and its last
+    known correctness: a later record without logits leaves the correctness it had."""
+    table = ScoreTable(6)
+    table.set_epoch(2)
+    right, wrong = torch.tensor([[5.0, 0.0]]), torch.tensor([[0.0, 5.0]])
+    if rank == 0:
+        table.record(torch.tensor([1, 3]), torch.tensor([1.0, 3.0]), torch.cat([right, right]), torch.tensor([0, 0]))
+        table.record(torch.tensor([1]), torch.tensor([2.0]))
+    else:
+        table.record(torch.tensor([1, 4]), torch.tensor([11.0, 14.0]), torch.cat([wrong, right]), torch.tensor([0, 0]))
+        table.record(torch.tensor([4, 3]), torch.tensor([15.0, 13.0]))
+    table.sync()
+    assert table.scores.tolist() == [0.0, 11.0, 0.0, 13.0, 15.0, 0.0]
+    assert table.correct.tolist() == [-1, 0, -1, 1, 1, -1]
+    assert table.seen_epoch.tolist() == [-1, 2, -1, 2, 2, -1]
+
+
 def check_importance_sampler(rank):
     """One global draw per step, each rank its slice; group sums and counts all-reduced, so both
     ranks hold one distribution, the one a single process gets from both ranks' batches."""
@@ -210,6 +228,7 @@ def worker(rank, init_file):
         check_histogram_selector(rank)
         check_lockstep(rank)
         check_score_table(rank)
+        check_score_table_replay(rank)
         check_importance_sampler(rank)
         check_prototypes(rank)
         dist.barrier()
