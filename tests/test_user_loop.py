@@ -346,6 +346,7 @@ def test_batch_filter_window_trains_whole_batches_outside_it():
     assert c["kept"] + c["fallback_filled"] == c["trained"] + c["dropped"] + c["pending"]
 
 
+@pytest.mark.worker_processes
 def test_epoch_filter_updates_one_sampler_in_place_for_a_persistent_loader():
     x, y = oracle_data(120)
     data = IndexedDataset(TensorDataset(x, y))
@@ -375,7 +376,7 @@ def test_epoch_filter_updates_one_sampler_in_place_for_a_persistent_loader():
 
 @pytest.mark.filterwarnings("ignore:'set_vital' is deprecated")  # torchdata 0.11 calls it on torch 2.13
 @pytest.mark.parametrize("name", list(sampler_factories()))
-@pytest.mark.parametrize("workers", [0, 2])
+@pytest.mark.parametrize("workers", [0, pytest.param(2, marks=pytest.mark.worker_processes)])
 def test_stateful_dataloader_resumes_every_sampler_mid_epoch(name, workers):
     # torchdata's StatefulDataLoader calls the samplers' state_dict/load_state_dict and snapshots
     # them per batch, so its state is exact even with workers prefetching ahead.
