@@ -222,10 +222,11 @@ def find_compute_sanitizer() -> str | None:
 def run_sanitizer(tool_path: str, tool: str) -> tuple[bool, str, float]:
     # Only the library's kernels are instrumented (their mangled names hold "dsampling"); the
     # device-assertion test trips an assertion on purpose. Without the caching allocator every
-    # tensor is its own allocation, so memcheck sees accesses past its end.
+    # tensor is its own allocation, so memcheck sees accesses past its end. The tools slow kernels
+    # by 10-100x, so a test gets an hour here instead of pyproject's 10 minutes.
     command = [tool_path, "--tool", tool, "--error-exitcode", "1", "--kernel-name", "kns=dsampling",
                sys.executable, "-P", "-m", "pytest", str(REPO / "tests" / "cuda"), "-q", "-x", "-p", "no:cacheprovider",
-               "-k", "not device_assertion"]
+               "-o", "timeout=3600", "-k", "not device_assertion"]
     env = dict(os.environ, PYTORCH_NO_CUDA_MEMORY_CACHING="1")
     t0 = time.perf_counter()
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, env=env)
