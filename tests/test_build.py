@@ -56,6 +56,7 @@ print(json.dumps({"info": dsampling_ext.build_info(), "counts": counts.tolist(),
 """
 
 
+@pytest.mark.timeout(2 * 900 + 60)  # the two subprocesses' own limits, not pyproject's 10 minutes
 def test_jit_build_path_builds_loads_and_says_so():
     # The source checkout's package with the prebuilt module ignored: the same sources are
     # compiled by torch.utils.cpp_extension.load into build/jit-test (kept between runs).
