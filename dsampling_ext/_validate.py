@@ -57,6 +57,15 @@ def require_number(name: str, value, low: float, high: float = math.inf, *, high
     return value
 
 
+def require_index_range(name: str, indices: torch.Tensor, n: int) -> None:
+    """ValueError unless every value of an integer tensor is in [0, n). Reads the min and max
+    back: callers that must not sync with the host check CPU tensors only."""
+    if indices.numel():
+        low, high = (int(v) for v in torch.aminmax(indices))
+        if low < 0 or high >= n:
+            raise ValueError(f"{name} must be in [0, {n}), got {low if low < 0 else high}, range [{low}, {high}]")
+
+
 def require_seed(seed, name: str = "seed") -> int:
     seed = as_int(name, seed)
     if not SEED_RANGE[0] <= seed < SEED_RANGE[1]:

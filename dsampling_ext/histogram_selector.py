@@ -17,11 +17,11 @@ from torch import Tensor, nn
 from torch.utils import _pytree as pytree
 
 from . import distributed, ops
-from ._validate import require_epoch, require_int, require_number, require_seed, rule_parameters
+from ._validate import require_epoch, require_index_range, require_int, require_number, require_seed, rule_parameters
 from .accumulate import BatchAccumulator
 from .batches import batches_from, check_loader, check_model, skip_empty, split_batch
 from .schedules import SelectionWindow
-from .scores import _check_index_range, check_score_scale, scoring_forward
+from .scores import check_score_scale, scoring_forward
 from .timing import StageTimer, stage
 
 __all__ = ["LossCache", "LossHistogramSelector", "selective_batches"]
@@ -311,7 +311,7 @@ class LossCache:
     def _index(self, indices: Tensor) -> Tensor:
         if not isinstance(indices, Tensor) or indices.dim() != 1 or indices.dtype not in (torch.int32, torch.int64):
             raise ValueError(f"indices must be a 1-D int32/int64 tensor, got {getattr(indices, 'dtype', type(indices))}")
-        _check_index_range("indices", indices, self.num_samples)
+        require_index_range("indices", indices, self.num_samples)
         return indices.to(self.losses.device, torch.int64)
 
     def needs_forward(self, indices: Tensor, epoch: int) -> Tensor:

@@ -30,9 +30,9 @@ from torch import Tensor
 from torch.utils.data import Sampler
 
 from . import distributed, ops
-from ._validate import require_epoch, require_int, require_number, require_seed
+from ._validate import require_epoch, require_index_range, require_int, require_number, require_seed
 from .sampling import resolve_replicas
-from .scores import _check_index_range, _index_tensor, _last_occurrence
+from .scores import _index_tensor, _last_occurrence
 
 __all__ = ["ImportanceSampler"]
 
@@ -229,7 +229,7 @@ class ImportanceSampler(Sampler[list]):
         indices = _index_tensor("indices", indices)
         self._draw()
         if indices.device.type == "cpu":
-            _check_index_range("indices", indices, self.num_samples)
+            require_index_range("indices", indices, self.num_samples)
         device = indices.device
         if device not in self._lookup:
             self._lookup[device] = self._lookup[torch.device("cpu")].to(device)
@@ -252,7 +252,7 @@ class ImportanceSampler(Sampler[list]):
         if not isinstance(labels, Tensor):
             raise TypeError(f"labels must be a torch.Tensor, got {type(labels).__name__}")
         if indices.device.type == "cpu":  # CUDA: no host sync
-            _check_index_range("indices", indices, self.num_samples)
+            require_index_range("indices", indices, self.num_samples)
         logits = logits.detach()
         idx = indices.to(logits.device)
         groups = self.group_of.to(logits.device)[idx]

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from . import distributed, ops
-from ._validate import require_int, require_seed
+from ._validate import require_index_range, require_int, require_seed
 from .batches import check_loader, check_model, is_sequential, split_batch
 from .sampling import ResumableSampler, resolve_replicas, shard, sharded_length
 
@@ -284,13 +284,10 @@ class PrototypeSelection(ResumableSampler):
             raise ValueError(f"labels must be a 1-D int64/int32 tensor, got {labels.dtype} {tuple(labels.shape)}")
         if labels.numel() == 0:
             raise ValueError("labels must be non-empty: there is nothing to select from")
-        lo, hi = (int(v) for v in torch.aminmax(labels))
         if num_classes is None:
-            num_classes = hi + 1
+            num_classes = int(labels.max()) + 1
         require_int("num_classes", num_classes, 1)
-        if lo < 0 or hi >= num_classes:
-            bad = lo if lo < 0 else hi
-            raise ValueError(f"labels must be in [0, {num_classes}), got {bad}")
+        require_index_range("labels", labels, num_classes)
         labels = labels.to(embeddings.device)
         try:
             centroids, d2, counts = ops.centroid_distances(embeddings, labels, num_classes)

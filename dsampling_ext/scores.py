@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from torch.utils import _pytree as pytree
 
 from . import distributed, ops
-from ._validate import require_epoch, require_int, require_number, require_seed, rule_parameters
+from ._validate import require_epoch, require_index_range, require_int, require_number, require_seed, rule_parameters
 from .sampling import ResumableSampler, resolve_replicas, shard, sharded_length
 
 __all__ = ["ScoreTable", "TableSampler", "scoring_forward", "weighted_mean"]
@@ -36,15 +36,6 @@ def _index_tensor(name: str, value) -> Tensor:
         raise ValueError(f"{name} must be a 1-D int64/int32 tensor of dataset indices, got {value.dtype} "
                          f"{tuple(value.shape)}")
     return value
-
-
-def _check_index_range(name: str, indices: Tensor, n: int) -> None:
-    """ValueError unless every index is in [0, n). Reads the min and max back: callers that must
-    not sync with the host check CPU indices only."""
-    if indices.numel():
-        low, high = int(indices.min()), int(indices.max())
-        if low < 0 or high >= n:
-            raise ValueError(f"{name} must be in [0, {n}), got {low if low < 0 else high}, range [{low}, {high}]")
 
 
 def _last_occurrence(idx: Tensor) -> tuple[Tensor, Tensor]:
@@ -445,7 +436,7 @@ class TableSampler(ResumableSampler):
             self._lookup[device] = tuple(t.to(device) for t in self._lookup[torch.device("cpu")])
         code, values = self._lookup[device]
         if device.type == "cpu":
-            _check_index_range("indices", indices, self.table.num_samples)
+            require_index_range("indices", indices, self.table.num_samples)
         found = code[indices].long()
         if device.type == "cpu" and indices.numel() and not bool(found.all()):
             raise ValueError(f"indices must be drawn by this sampler in epoch {self.epoch}; "
