@@ -162,7 +162,8 @@ class ScoreTable:
 
         A collective: every rank must call it at the same point (the samplers do, once per
         epoch). Records are replayed in rank order, each index keeping its last record (and the
-        correctness of its last record with logits), so all ranks end with the same table. Without a process group it does nothing.
+        correctness of its last record with logits), so all ranks end with the same table.
+        Without a process group it does nothing.
         """
         if not distributed.active():
             self._pending.clear()
