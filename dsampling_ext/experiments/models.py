@@ -1,11 +1,11 @@
-"""Models for the experiments: a small CNN that trains fast on a CPU, and the dynamic-training
-paper's CNN (seed 001, Table 1)."""
+"""Models for the experiments: a small CNN that trains fast on a CPU, the dynamic-training
+paper's CNN (seed 001, Table 1), and the MNIST-1D paper's 1-D CNN."""
 
 from __future__ import annotations
 
 from torch import nn
 
-__all__ = ["MODELS", "build_model", "dt_paper_cnn", "small_cnn"]
+__all__ = ["MODELS", "build_model", "dt_paper_cnn", "mnist1d_cnn", "small_cnn"]
 
 
 def small_cnn(in_channels: int, classes: int, height: int, width: int) -> nn.Module:
@@ -38,11 +38,30 @@ def dt_paper_cnn(in_channels: int, classes: int, height: int, width: int, stride
     )
 
 
-MODELS = {"small_cnn": small_cnn, "dt_cnn": dt_paper_cnn}
+def mnist1d_cnn(in_channels: int, classes: int, length: int, channels: int = 25) -> nn.Module:
+    """The MNIST-1D paper's ConvBase (Greydanus & Kobak, its ``models.py``): three 1-D convs of 25
+    channels (kernels 5, 3, 3, strides 2, padding 1, ReLU), then one linear layer."""
+    out = length
+    for kernel in (5, 3, 3):
+        out = (out + 2 - kernel) // 2 + 1
+    return nn.Sequential(
+        nn.Conv1d(in_channels, channels, 5, stride=2, padding=1), nn.ReLU(),
+        nn.Conv1d(channels, channels, 3, stride=2, padding=1), nn.ReLU(),
+        nn.Conv1d(channels, channels, 3, stride=2, padding=1), nn.ReLU(),
+        nn.Flatten(), nn.Linear(channels * out, classes),
+    )
 
 
-def build_model(name: str, shape: tuple[int, int, int], classes: int) -> nn.Module:
+MODELS = {"small_cnn": small_cnn, "dt_cnn": dt_paper_cnn, "mnist1d_cnn": mnist1d_cnn}
+#: Spatial dimensions each model takes: images (H, W) or signals (L).
+_SPATIAL_DIMS = {"small_cnn": 2, "dt_cnn": 2, "mnist1d_cnn": 1}
+
+
+def build_model(name: str, shape: tuple[int, ...], classes: int) -> nn.Module:
+    """``name`` for inputs of ``shape`` = (C, H, W) for the image models, (C, L) for mnist1d_cnn."""
     if name not in MODELS:
         raise ValueError(f"model must be one of {sorted(MODELS)}, got {name!r}")
-    c, h, w = shape
-    return MODELS[name](c, classes, h, w)
+    if len(shape) != 1 + _SPATIAL_DIMS[name]:
+        raise ValueError(f"model {name!r} takes inputs of shape {'(C, L)' if _SPATIAL_DIMS[name] == 1 else '(C, H, W)'}, "
+                         f"got {tuple(shape)}")
+    return MODELS[name](shape[0], classes, *shape[1:])
