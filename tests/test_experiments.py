@@ -12,7 +12,8 @@ import torch
 
 from dsampling_ext.experiments import data as data_mod
 from dsampling_ext.experiments.__main__ import main, parse_args
-from dsampling_ext.experiments.harness import Config, summarize, time_to_target
+from dsampling_ext.experiments.compare import control_accuracy, summarize, time_to_target
+from dsampling_ext.experiments.runner import Config
 from dsampling_ext.experiments.models import build_model
 
 
@@ -154,10 +155,10 @@ def test_mnist1d_cnn_is_the_papers_conv_base():
 
 
 def test_time_to_target_and_summary():
-    runs = [dict(method="uniform", seed=0, budget=None, final_accuracy=0.9, best_accuracy=0.9, train_seconds=4.0,
+    runs = [dict(method="uniform", seed=0, budget=1.0, final_accuracy=0.9, best_accuracy=0.9, train_seconds=4.0,
                  eval_seconds=0.1, forward_samples=100, backward_samples=100, stages={},
                  evals=[dict(train_seconds=0.0, accuracy=0.1), dict(train_seconds=2.0, accuracy=0.8), dict(train_seconds=4.0, accuracy=0.9)]),
-            dict(method="adonis", seed=0, budget=None, final_accuracy=0.91, best_accuracy=0.92, train_seconds=3.0,
+            dict(method="adonis", seed=0, budget=0.5, final_accuracy=0.91, best_accuracy=0.92, train_seconds=3.0,
                  eval_seconds=0.1, forward_samples=150, backward_samples=50, stages={"select": 0.3},
                  evals=[dict(train_seconds=0.0, accuracy=0.1), dict(train_seconds=1.0, accuracy=0.9)])]
     assert time_to_target(runs[0], 0.895) == 4.0 and time_to_target(runs[1], 0.895) == 1.0
@@ -174,50 +175,101 @@ def test_time_to_target_and_summary():
     assert row["speedup"] == 0.0 and row["median_time_to_target"] is None
 
 
-def test_goal_needs_speed_accuracy_and_a_beaten_control():
-    def run(method, final, t_target, train, controls=None):
-        return dict(method=method, seed=0, budget=0.5, final_accuracy=final, best_accuracy=final, train_seconds=train,
-                    eval_seconds=0.0, forward_samples=1, backward_samples=50, stages={}, epochs=1, train_size=100,
-                    controls=controls, evals=[dict(train_seconds=0.0, accuracy=0.0), dict(train_seconds=t_target, accuracy=final)])
-    uniform = run("uniform", 0.90, 4.0, 4.0)
-    fast = run("pruning", 0.898, 2.0, 2.0)  # 2x, -0.2 pp
-    control = run("random_subset", 0.897, 2.5, 2.5, controls="pruning")  # slower and less accurate
-    rows = {r["method"]: r for r in summarize([uniform, fast, control], Config(target_drop=0.005))}
+def _run(method, final, t_target, train, budget, seed=0, **extra):
+    return dict(method=method, seed=seed, budget=budget, final_accuracy=final, best_accuracy=final, train_seconds=train,
+                eval_seconds=0.0, forward_samples=1, backward_samples=round(100 * budget), stages={}, epochs=1,
+                train_size=100, evals=[dict(train_seconds=0.0, accuracy=0.0), dict(train_seconds=t_target, accuracy=final)],
+                **extra)
+
+
+def _control(final, budget, seed=0):
+    return _run("random_subset", final, 1.0, 1.0, budget, seed=seed, requested_budget=budget, control=True)
+
+
+def test_control_is_the_random_line_at_the_measured_budget():
+    runs = [_control(0.80, 0.3), _control(0.90, 0.5), _control(0.86, 0.7), _control(0.5, 0.4, seed=1),
+            _run("random_subset", 0.1, 1.0, 1.0, 0.4, requested_budget=0.4)]  # asked for by name: not a control
+    assert control_accuracy(runs, 0, 0.45) == pytest.approx(0.875)  # 0.80 + (0.90 - 0.80) * 0.15 / 0.2
+    assert control_accuracy(runs, 0, 0.6) == pytest.approx(0.88)
+    assert control_accuracy(runs, 0, 0.5) == pytest.approx(0.90)
+    assert control_accuracy(runs, 0, 0.25) is None and control_accuracy(runs, 0, 0.75) is None  # no extrapolation
+    assert control_accuracy(runs, 1, 0.4) == pytest.approx(0.5) and control_accuracy(runs, 1, 0.45) is None
+
+
+def test_goal_needs_speed_accuracy_and_to_beat_random_at_its_budget():
+    uniform = _run("uniform", 0.90, 4.0, 4.0, 1.0)
+    fast = _run("pruning", 0.898, 2.0, 2.0, 0.5)  # 2x, -0.2 pp
+    controls = [_control(0.893, 0.4), _control(0.901, 0.6)]  # the random line passes 0.897 at 0.5
+    rows = {r["method"]: r for r in summarize([uniform, fast, *controls], Config(target_drop=0.005))}
+    assert rows["pruning"]["control_accuracy"][0] == pytest.approx(0.897)
+    assert rows["pruning"]["control_delta"][0] == pytest.approx(0.001)
     assert rows["pruning"]["beats_control"] and rows["pruning"]["meets_goal"]
-    better_control = run("random_subset", 0.899, 1.9, 1.9, controls="pruning")
-    rows = {r["method"]: r for r in summarize([uniform, fast, better_control], Config(target_drop=0.005))}
+    better = [_control(0.893, 0.4), _control(0.905, 0.6)]  # 0.899 at 0.5
+    rows = {r["method"]: r for r in summarize([uniform, fast, *better], Config(target_drop=0.005))}
     assert rows["pruning"]["beats_control"] is False and not rows["pruning"]["meets_goal"]
-    lossy = run("pruning", 0.89, 1.0, 1.0)  # fast, but 1 pp below uniform
-    rows = {r["method"]: r for r in summarize([uniform, lossy, control], Config(target_drop=0.005))}
-    assert not rows["pruning"]["meets_goal"]
+    lossy = _run("pruning", 0.89, 1.0, 1.0, 0.5)  # fast, but 1 pp below uniform
+    rows = {r["method"]: r for r in summarize([uniform, lossy, *controls], Config(target_drop=0.005))}
+    assert not rows["pruning"]["lossless"] and not rows["pruning"]["meets_goal"]
+    outside = _run("pruning", 0.95, 1.0, 1.0, 0.2)  # below every control budget: no control, no claim
+    rows = {r["method"]: r for r in summarize([uniform, outside, *controls], Config(target_drop=0.005))}
+    assert rows["pruning"]["control_delta"] is None and rows["pruning"]["beats_control"] is None
 
 
 def test_smoke_comparison_writes_table_json_and_plots(tmp_path, capsys):
     code = main(["--dataset", "synthetic", "--size", "400", "--image-shape", "1,12,12", "--epochs", "2", "--seeds", "1",
-                 "--methods", "uniform,adonis,pruning", "--anneal", "0", "--batch-size", "32", "--out", str(tmp_path),
-                 "--no-progress"])
+                 "--methods", "uniform,adonis,pruning", "--sweep", "", "--anneal", "0", "--batch-size", "32",
+                 "--control-budgets", "0.3,0.9", "--out", str(tmp_path), "--no-progress"])
     assert code == 0
     out = capsys.readouterr().out
-    assert "uniform" in out and "adonis" in out and "random_subset ~ adonis" in out and "speed-up" in out
-    assert "random_subset ~ pruning" in out and "first reaches the target after" in out and "Goal (" in out
-    assert "±" not in out  # one seed: no spread
-    result = json.loads((tmp_path / "results.json").read_text())
-    methods = [r["method"] for r in result["runs"]]
-    assert methods == ["uniform", "adonis", "pruning", "random_subset", "random_subset"]
+    assert "uniform" in out and "adonis" in out and "random_subset@0.30" in out and "speed-up" in out
+    assert "random_subset@0.90" in out and "first reaches the target after" in out and "Goal (" in out
+    assert "±" not in out and "Budget sweep" not in out  # one seed: no spread; nothing swept
+    result = json.loads((tmp_path / "synthetic" / "results.json").read_text())
+    assert [r["method"] for r in result["runs"]] == ["uniform", "adonis", "pruning", "random_subset", "random_subset"]
+    assert all(r["dataset"] == "synthetic" for r in result["runs"])
+    for r in result["runs"]:  # every row carries its measured budget
+        assert r["budget"] == pytest.approx(r["backward_samples"] / (2 * r["train_size"]))
     pruning = result["runs"][2]
     assert 361 < pruning["backward_samples"] < 2 * 361  # epoch 0 trains everything, epoch 1 is pruned
     assert pruning["forward_samples"] == pruning["backward_samples"]  # no scoring forward
     adonis = result["runs"][1]
     assert adonis["backward_samples"] < 2 * 360 and adonis["forward_samples"] > adonis["backward_samples"]
-    control = next(r for r in result["runs"] if r.get("controls") == "adonis")
-    assert control["budget"] == pytest.approx(adonis["backward_samples"] / (2 * 360), abs=0.006)
-    assert (tmp_path / "accuracy_vs_time.png").stat().st_size > 10_000
-    assert (tmp_path / "adonis_histograms.png").is_file()
+    low, high = result["runs"][3], result["runs"][4]
+    assert low["budget"] == pytest.approx(0.3, abs=0.003) and high["budget"] == pytest.approx(0.9, abs=0.003)
+    row = next(r for r in result["summary"] if r["method"] == "adonis")
+    if 0.3 <= adonis["budget"] <= 0.9:  # its control: the random line at its budget
+        line = low["final_accuracy"] + (high["final_accuracy"] - low["final_accuracy"]) * (adonis["budget"] - 0.3) / 0.6
+        assert row["control_accuracy"][0] == pytest.approx(line)
+    assert (tmp_path / "synthetic" / "accuracy_vs_time.png").stat().st_size > 10_000
+    assert (tmp_path / "synthetic" / "adonis_histograms.png").is_file()
+
+
+def test_budget_sweep_runs_every_knob_value_and_draws_the_frontier(tmp_path, capsys):
+    code = main(["--dataset", "synthetic", "--size", "300", "--image-shape", "1,8,8", "--epochs", "3", "--seeds", "2",
+                 "--methods", "uniform,pruning,pruning_percentile,infobatch", "--prunes", "0.5,0.9", "--betas", "1",
+                 "--anneal", "0", "--batch-size", "32", "--control-budgets", "0.4,0.8", "--out", str(tmp_path),
+                 "--frontier", str(tmp_path / "frontier.png"), "--no-progress"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "Budget sweep on synthetic (3 epochs, 2 seeds)" in out
+    result = json.loads((tmp_path / "synthetic" / "results.json").read_text())
+    per_seed = [(r["method"], r["knob"], r.get("requested_budget")) for r in result["runs"] if r["seed"] == 0]
+    assert per_seed == [("uniform", None, None), ("pruning", {"prune": 0.5}, None), ("pruning", {"prune": 0.9}, None),
+                        ("pruning_percentile", {"beta": 1.0}, None), ("infobatch", {"prune": 0.5}, None),
+                        ("infobatch", {"prune": 0.9}, None), ("random_subset", None, 0.4), ("random_subset", None, 0.8)]
+    rows = {r["method"]: r for r in result["summary"]}
+    assert set(rows) == {"uniform", "pruning prune=0.5", "pruning prune=0.9", "pruning_percentile beta=1",
+                         "infobatch prune=0.5", "infobatch prune=0.9", "random_subset@0.40", "random_subset@0.80"}
+    assert rows["pruning prune=0.9"]["budget"] < rows["pruning prune=0.5"]["budget"]  # the knob moves the budget
+    assert rows["infobatch prune=0.9"]["budget"] < rows["infobatch prune=0.5"]["budget"]
+    assert all(r["dataset"] == "synthetic" and r["seeds"] == 2 for r in result["summary"])
+    assert (tmp_path / "synthetic" / "frontier.png").stat().st_size > 10_000
+    assert (tmp_path / "frontier.png").stat().st_size > 10_000
 
 
 def test_ids_run_trains_easy_then_hard_and_counts_its_embedding_forwards():
     d = data_mod.load_dataset("synthetic", size=300, shape=(1, 8, 8), val_fraction=0.0, seed=0)
-    from dsampling_ext.experiments.harness import run_method
+    from dsampling_ext.experiments.runner import run_method
 
     cfg = Config(methods=("uniform", "ids"), epochs=4, batch_size=32, shift=0, ids_fraction=0.5, ids_switch=0.5)
     run = run_method("ids", d, cfg, seed=0)
@@ -234,16 +286,64 @@ def test_cli_rejects_bad_flags():
         parse_args(["--methods", "uniform,magic"])
     with pytest.raises(SystemExit):
         parse_args(["--image-shape", "28,28"])
+    with pytest.raises(SystemExit):
+        parse_args(["--sweep", "adonis"])  # no knob
+    with pytest.raises(SystemExit):
+        parse_args(["--prunes", "0.5,half"])
+    assert parse_args(["--methods", "uniform,pruning"]).sweep == ("pruning",)  # the sweep narrows with the methods
+    assert "adonis" in parse_args(["--methods", "all"]).methods
 
 
-def test_ras_joins_the_table_with_its_control(tmp_path, capsys):
+def test_ras_joins_the_table_at_its_full_budget(tmp_path, capsys):
     code = main(["--dataset", "synthetic", "--size", "400", "--image-shape", "1,12,12", "--epochs", "2", "--seeds", "1",
-                 "--methods", "uniform,ras", "--batch-size", "32", "--out", str(tmp_path), "--no-progress"])
+                 "--methods", "uniform,ras", "--batch-size", "32", "--control-budgets", "0.5", "--out", str(tmp_path),
+                 "--no-progress"])
     assert code == 0
-    out = capsys.readouterr().out
-    assert "\nras " in out and "random_subset ~ ras" in out
-    runs = json.loads((tmp_path / "results.json").read_text())["runs"]
+    assert "\nras " in capsys.readouterr().out
+    result = json.loads((tmp_path / "synthetic" / "results.json").read_text())
+    ras = next(r for r in result["summary"] if r["method"] == "ras")
+    assert ras["budget"] >= 1.0 and ras["control_delta"] is None  # N draws an epoch, whole batches: no random line there
+    runs = result["runs"]
     assert [r["method"] for r in runs] == ["uniform", "ras", "random_subset"]
-    ras, control = runs[1], runs[2]
+    ras = runs[1]
     assert ras["backward_samples"] == ras["forward_samples"] == 2 * 12 * 32  # ceil(361 / 32) whole batches an epoch
-    assert control["controls"] == "ras" and control["budget"] == 1.0  # the budget, capped at the whole set
+
+
+def test_infobatch_baseline_follows_the_paper_on_a_hand_computed_table():
+    from dsampling_ext.experiments.infobatch import InfoBatchSampler
+
+    ib = InfoBatchSampler(8, epochs=8, prune=0.5, delta=0.75, seed=3)
+    ib.set_epoch(0)  # every score is the initial 3.0, none below the mean: the whole set, weight 1
+    assert ib.indices.tolist() == list(range(8)) and ib.weights(torch.arange(8)).tolist() == [1.0] * 8
+    assert sorted(ib) == list(range(8)) and len(ib) == 8
+    ib.update(torch.arange(8), torch.tensor([0.1, 0.2, 0.3, 0.4, 5.0, 6.0, 7.0, 8.0]))
+    ib.set_epoch(1)  # mean 3.375: 0-3 are well learned; exactly int(0.5 * 4) = 2 of them kept, weight 1/0.5
+    kept = ib.indices.tolist()
+    easy = [i for i in kept if i < 4]
+    assert len(easy) == 2 and kept[-4:] == [4, 5, 6, 7] and len(ib) == 6
+    assert ib.weights(torch.tensor(kept)).tolist() == [2.0, 2.0, 1.0, 1.0, 1.0, 1.0]
+    assert sorted(ib) == kept  # one pass over exactly the kept ones
+    ib.set_epoch(2)
+    assert len([i for i in ib.indices.tolist() if i < 4]) == 2  # a fresh draw, the same count
+    ib.set_epoch(6)  # epoch >= delta * epochs = 6: annealing, everything, weight 1
+    assert ib.indices.tolist() == list(range(8)) and ib.weights(torch.arange(8)).tolist() == [1.0] * 8
+    assert ib.full_data_from == 6
+    ib.set_epoch(5)
+    assert len(ib) == 6
+
+    strict = InfoBatchSampler(8, epochs=8, prune=0.8, delta=1.0)
+    strict.update(torch.arange(8), torch.tensor([0.1, 0.2, 0.3, 0.4, 5.0, 6.0, 7.0, 8.0]))
+    strict.set_epoch(1)  # int(0.2 * 4) = 0 well-learned kept (the authors' truncation)
+    assert strict.indices.tolist() == [4, 5, 6, 7]
+    quarter = InfoBatchSampler(8, epochs=8, prune=0.75, delta=1.0)
+    quarter.update(torch.arange(8), torch.tensor([0.1, 0.2, 0.3, 0.4, 5.0, 6.0, 7.0, 8.0]))
+    quarter.set_epoch(1)  # int(0.25 * 4) = 1 well-learned kept, weight 1 / 0.25
+    assert len(quarter) == 5 and sorted(quarter.weights(quarter.indices).tolist()) == [1.0] * 4 + [4.0]
+
+    # untrained samples keep the initial 3.0 and count in the mean (where the library forces them in)
+    partial = InfoBatchSampler(8, epochs=8, prune=0.5)
+    partial.update(torch.arange(4), torch.tensor([2.9, 2.9, 2.9, 10.0]))
+    partial.set_epoch(1)  # mean (8.7 + 10 + 4 * 3) / 8 = 3.8375: 0-2 and the untrained 4-7 are candidates
+    assert len(partial) == 1 + 7 // 2 and 3 in partial.indices.tolist()
+    with pytest.raises(ValueError, match="prune must be in"):
+        InfoBatchSampler(8, 8, prune=1.0)
