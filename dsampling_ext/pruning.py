@@ -51,8 +51,8 @@ class PruningSampler(TableSampler):
     def __init__(self, table: ScoreTable, epochs: int, prune: Optional[float] = None, anneal: float = 0.125,
                  rule: str = "mean", seed: int = 0, *, staleness: int = 3, bins: Union[int, str, None] = None,
                  threshold: Optional[float] = None, beta: Optional[float] = None, reweight: Optional[bool] = None,
-                 min_size: int = 1, shuffle: bool = True,
+                 max_weight: Optional[float] = None, min_size: int = 1, shuffle: bool = True,
                  num_replicas: Optional[int] = None, rank: Optional[int] = None):
         super().__init__(table, epochs, rule=rule, prune=prune, anneal=anneal, staleness=staleness, bins=bins,
-                         threshold=threshold, beta=beta, reweight=reweight, min_size=min_size, seed=seed,
-                         shuffle=shuffle, num_replicas=num_replicas, rank=rank)
+                         threshold=threshold, beta=beta, reweight=reweight, max_weight=max_weight, min_size=min_size,
+                         seed=seed, shuffle=shuffle, num_replicas=num_replicas, rank=rank)

@@ -311,6 +311,10 @@ class TableSampler(ResumableSampler):
         bins, threshold: the "pmf" rule's bins ("sturges") and PMF threshold in [0, 1) (0.1).
         beta: the "percentile" exponent, > 0 (2).
         reweight: weights 1/(1 - prune) for kept candidates (default: on for "mean" and "pmf").
+        max_weight: with reweight, a kept candidate weighs min(1/(1 - prune), max_weight) (>= 1;
+            default None: no cap). A cap trades the rescaling's unbiasedness for a bounded
+            gradient: at high prune ratios, 1/(1 - prune) (5 at 0.8, 20 at 0.95) makes the
+            gradient noisy enough to lose to a random subset (README, the budget sweep).
         min_size: if fewer indices are kept, random others are added (weight 1) up to it.
         seed: seed of every draw.  shuffle: shuffle the kept indices each epoch.
         num_replicas, rank: data-parallel sharding (default: from torch.distributed, else 1, 0).
@@ -319,8 +323,8 @@ class TableSampler(ResumableSampler):
     def __init__(self, table: ScoreTable, epochs: int, rule: str = "mean", prune: Optional[float] = None,
                  anneal: float = 0.0, staleness: int = 3, bins: Union[int, str, None] = None,
                  threshold: Optional[float] = None, beta: Optional[float] = None, reweight: Optional[bool] = None,
-                 min_size: int = 1, seed: int = 0, shuffle: bool = True, num_replicas: Optional[int] = None,
-                 rank: Optional[int] = None):
+                 max_weight: Optional[float] = None, min_size: int = 1, seed: int = 0, shuffle: bool = True,
+                 num_replicas: Optional[int] = None, rank: Optional[int] = None):
         if not isinstance(table, ScoreTable):
             raise TypeError(f"table must be a dsampling_ext.ScoreTable, got {type(table).__name__}")
         anneal = require_number("anneal", anneal, 0.0, 1.0, high_open=True)
@@ -331,6 +335,12 @@ class TableSampler(ResumableSampler):
         if values["prune"] is not None and require_number("prune", values["prune"], 0.0, 1.0) == 0.0:
             raise ValueError("prune must be in (0, 1], got 0.0 (nothing would ever be pruned)")
         reweight = ops.REWEIGHT_DEFAULT[rule] if reweight is None else reweight
+        if max_weight is not None:
+            max_weight = require_number("max_weight", max_weight, 1.0, why="a weight cap below 1 would shrink kept "
+                                        "candidates below the samples that are never pruned")
+            if not reweight:
+                raise ValueError(f"max_weight caps the reweighting, which is off for rule {rule!r} here "
+                                 f"(reweight=False): leave max_weight out or pass reweight=True")
         # Every selection argument is checked now, on an empty table, not at the first epoch.
         op_values = {**_OP_NEUTRAL, **{k: v for k, v in values.items() if v is not None}}
         ops.table_select(torch.zeros(0, dtype=torch.int8 if rule == "mismatch" else torch.float32),
@@ -338,7 +348,7 @@ class TableSampler(ResumableSampler):
                          **op_values)
         self.table = table
         self.epochs = require_int("epochs", epochs, 1)
-        self.rule, self.anneal, self.reweight = rule, anneal, reweight
+        self.rule, self.anneal, self.reweight, self.max_weight = rule, anneal, reweight, max_weight
         self.staleness = require_int("staleness", staleness, 1)
         self.bins = values["bins"]
         self.prune, self.threshold, self.beta = (None if values[k] is None else float(values[k])
@@ -355,6 +365,7 @@ class TableSampler(ResumableSampler):
         rule_params = "".join(f"{k}={getattr(self, k)!r}, " for k in _RULE_PARAMS[self.rule])
         return (f"{type(self).__name__}(num_samples={self.table.num_samples}, epochs={self.epochs}, rule={self.rule!r}, "
                 f"{rule_params}anneal={self.anneal}, staleness={self.staleness}, reweight={self.reweight}, "
+                f"max_weight={self.max_weight}, "
                 f"min_size={self.min_size}, seed={self.seed}, shuffle={self.shuffle})")
 
     @property
@@ -386,6 +397,8 @@ class TableSampler(ResumableSampler):
                 source, table.seen_epoch, self.epoch, self.rule, staleness=self.staleness, reweight=self.reweight,
                 seed=self.seed, offset=self.epoch, **{**_OP_NEUTRAL, **rule_values})
             kept, weights = kept.cpu(), weights.cpu()
+            if self.max_weight is not None:
+                weights = weights.clamp(max=self.max_weight)
             if kept.numel() < min(self.min_size, n):
                 kept, weights = self._top_up(kept, weights)
         self._set_selection(self.epoch, kept, weights)

@@ -93,6 +93,23 @@ def test_weights_of_kept_candidates_and_errors():
     assert sampler.weights(torch.zeros(0, dtype=torch.int64)).shape == (0,)
 
 
+def test_max_weight_caps_the_kept_candidates_weight_only():
+    table = ScoreTable(600)
+    capped = PruningSampler(table, epochs=4, prune=0.75, seed=1, max_weight=2.5)
+    plain = PruningSampler(table, epochs=4, prune=0.75, seed=1)
+    table.record(torch.arange(600), torch.linspace(0, 1, 600))
+    capped.set_epoch(1)
+    plain.set_epoch(1)
+    kept = capped.indices
+    assert torch.equal(kept, plain.indices)  # the same draw: only the weights change
+    w = capped.weights(kept)
+    assert set(w[kept < 300].tolist()) == {2.5} and set(w[kept >= 300].tolist()) == {1.0}  # min(1 / 0.25, 2.5)
+    loose = PruningSampler(table, epochs=4, prune=0.75, seed=1, max_weight=10.0)
+    loose.set_epoch(1)
+    assert torch.equal(loose.weights(kept), plain.weights(kept))  # a cap above 1/(1 - prune) changes nothing
+    assert "max_weight=2.5" in repr(capped)  # part of the configuration a saved state must match
+
+
 def test_weighted_gradient_is_unbiased():
     """On a fixed linear model, the weighted epoch gradient averaged over R independent draws
     equals the full-data gradient within 4 standard errors (the variance is known exactly:
@@ -251,6 +268,9 @@ def test_record_errors_name_the_argument():
     (dict(rule="pmf", beta=3.0, bins=5), r"beta is not used by rule='pmf'"),
     (dict(epochs=5.0), "epochs must be an int, got float"),
     (dict(seed=1.5), "seed must be an int"),
+    (dict(max_weight=0.5), r"max_weight must be a number in \[1, inf\] \(a weight cap below 1"),
+    (dict(max_weight=2.0, reweight=False), r"max_weight caps the reweighting, which is off for rule 'mean'"),
+    (dict(rule="percentile", max_weight=2.0), r"max_weight caps the reweighting, which is off for rule 'percentile'"),
 ])
 def test_sampler_rejects_bad_arguments(kwargs, match):
     args = dict(epochs=5)
