@@ -45,13 +45,14 @@ bench: $(VENV)/.built
 	$(VENV)/bin/python -m pytest benchmarks --check-targets
 
 $(VENV)/.docs-deps: $(VENV)/.deps
-	$(VENV)/bin/pip install $(PIP_QUIET) $(DOCS_DEPS)
+	$(VENV)/bin/pip install $(PIP_QUIET) $(DOCS_DEPS) 2>&1 | grep -v "is ignored: it is neither" || true
+	$(VENV)/bin/python -c "import sphinx, furo, myst_parser"
 	touch $@
 
 # -n: every cross-reference must resolve; -W --keep-going: any warning fails the build, after
-# reporting them all.
+# reporting them all; -E: read every page again, so a rerun reports the same warnings.
 docs: $(VENV)/.built $(VENV)/.docs-deps
-	$(VENV)/bin/python -m sphinx -b html -n -W --keep-going docs docs/_build/html
+	$(VENV)/bin/python -m sphinx -b html -E -n -W --keep-going docs docs/_build/html
 
 demo: $(VENV)/.built
 	$(VENV)/bin/python -m dsampling_ext.experiments --out runs/demo

@@ -107,7 +107,7 @@ class ImportanceSampler(Sampler[list]):
         ...     for x, y, idx in loader:
         ...         logits = model(x)
         ...         losses = F.cross_entropy(logits, y, reduction="none")
-        ...         sampler.update(idx, logits.detach(), y)
+        ...         scores = sampler.update(idx, logits.detach(), y)  # ||softmax(z) - onehot(y)||
         ...         weights = sampler.weights(idx)
         ...         loss = dsampling_ext.weighted_mean(losses, weights)
         ...         optimizer.zero_grad(); loss.backward(); optimizer.step()

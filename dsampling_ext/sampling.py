@@ -75,7 +75,7 @@ class ResumableSampler(Sampler[int]):
 
     @property
     def position(self) -> int:
-        """Indices handed out in this epoch (read from the list iterator: no per-index Python work)."""
+        """Indices handed out in this epoch, read from the list iterator (no per-index Python work)."""
         if self._rest is None:
             return self._position
         return self._total - operator.length_hint(self._rest)

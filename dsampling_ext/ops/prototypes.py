@@ -34,9 +34,9 @@ def centroid_distances(embeddings: Tensor, labels: Tensor, num_classes: int) -> 
         (its count is 0).
 
     Raises:
-        RuntimeError naming ``labels`` for a label out of range, or ``embeddings`` for a NaN/Inf
-        value, on the CPU. On CUDA, where raising would need a host sync, a bad label trips a
-        device assertion and a non-finite embedding gives NaN/Inf centroids and distances.
+        RuntimeError: naming ``labels`` for a label out of range, or ``embeddings`` for a NaN/Inf
+            value, on the CPU. On CUDA, where raising would need a host sync, a bad label trips a
+            device assertion and a non-finite embedding gives NaN/Inf centroids and distances.
 
     Example:
         >>> embeddings = torch.tensor([[0.0, 0.0], [2.0, 0.0], [5.0, 5.0], [5.0, 7.0]])
