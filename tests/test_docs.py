@@ -10,7 +10,8 @@ from dsampling_ext import ops
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
-DIRECTIVE = re.compile(r"^\.\. (currentmodule|autoclass|autofunction|autoexception|automodule|py:data)::\s+(\S+)", re.M)
+DIRECTIVE = re.compile(r"^\.\. (currentmodule|autoclass|autofunction|autoexception|automodule|py:data)::\s+(\S+)",
+                       re.M)
 
 
 def documented(page: str) -> set[str]:
