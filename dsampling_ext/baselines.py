@@ -27,6 +27,14 @@ class RandomSubsetSampler(ResumableSampler):
         fraction: share of N per epoch in (0, 1], or a count in [1, N].
         seed: seed of the draws.
         num_replicas, rank: data-parallel sharding (default: from torch.distributed, else 1, 0).
+
+    Example:
+        >>> import dsampling_ext
+        >>> sampler = dsampling_ext.RandomSubsetSampler(10, 0.3, seed=1)
+        >>> sampler.set_epoch(2)
+        >>> first = list(sampler)
+        >>> len(first), len(set(first)), list(sampler) == first  # epoch 2's subset depends on (seed, 2) only
+        (3, 3, True)
     """
 
     def __init__(self, data_source: Union[int, Sized], fraction: Union[float, int], seed: int = 0,

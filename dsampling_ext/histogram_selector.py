@@ -63,7 +63,7 @@ class LossHistogramSelector:
             iff p > threshold.
         keep_fraction: "pmf": alpha in (0, 1], the share of candidates kept (default 0.3).
         keep: "pmf": "bernoulli" (default: each candidate with probability alpha), "fraction"
-            (exactly ceil(alpha * |C|) random candidates) or "top" (the ceil(alpha * |C|) with
+            (exactly ceil(alpha * #candidates) random candidates) or "top" (the ceil(alpha * #candidates) with
             highest p).
         rule: "pmf" (ADONIS) or "cdf" (Selective-Backprop).
         beta: "cdf": the exponent, > 0 (default 2).

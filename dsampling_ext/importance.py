@@ -89,18 +89,30 @@ class ImportanceSampler(Sampler[list]):
         device: where the per-sample tables live (default CPU); logits on another device are
             moved there.
 
-    Example::
+    Example (the sampler as the loader's ``batch_sampler``; every weight is 1 / (N p_i), at most
+    1 / smoothing):
 
-        sampler = dsampling_ext.ImportanceSampler(len(train_set), train_labels, batch_size=128)
-        loader = DataLoader(dsampling_ext.IndexedDataset(train_set), batch_sampler=sampler)
-        for epoch in range(epochs):
-            sampler.set_epoch(epoch)
-            for x, y, idx in loader:
-                logits = model(x)
-                losses = F.cross_entropy(logits, y, reduction="none")
-                sampler.update(idx, logits.detach(), y)
-                loss = dsampling_ext.weighted_mean(losses, sampler.weights(idx))
-                ...
+        >>> import torch, dsampling_ext
+        >>> from torch.nn import functional as F
+        >>> from torch.utils.data import DataLoader, TensorDataset
+        >>> _ = torch.manual_seed(0)
+        >>> train_labels = torch.randint(0, 4, (256,))
+        >>> train_set = TensorDataset(torch.randn(256, 8), train_labels)
+        >>> model, epochs = torch.nn.Linear(8, 4), 3
+        >>> optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        >>> sampler = dsampling_ext.ImportanceSampler(len(train_set), train_labels, batch_size=32)
+        >>> loader = DataLoader(dsampling_ext.IndexedDataset(train_set), batch_sampler=sampler)
+        >>> for epoch in range(epochs):
+        ...     sampler.set_epoch(epoch)
+        ...     for x, y, idx in loader:
+        ...         logits = model(x)
+        ...         losses = F.cross_entropy(logits, y, reduction="none")
+        ...         scores = sampler.update(idx, logits.detach(), y)  # ||softmax(z) - onehot(y)||
+        ...         weights = sampler.weights(idx)
+        ...         loss = dsampling_ext.weighted_mean(losses, weights)
+        ...         optimizer.zero_grad(); loss.backward(); optimizer.step()
+        >>> len(loader), bool((weights > 0).all() and (weights <= 1 / 0.1).all())
+        (8, True)
     """
 
     def __init__(self, num_samples: int, groups: Tensor, batch_size: int, smoothing: float = 0.1,

@@ -73,7 +73,7 @@ class DynamicPartitionSampler(ResumableSampler):
 
     Args:
         data_source: dataset (anything with len) or its size N.
-        size: |A|: a count (the paper's alpha, e.g. 25000 of 50000) or a fraction of N in (0, 1].
+        size: the size of A: a count (the paper's alpha, e.g. 25000 of 50000) or a fraction of N in (0, 1].
         replace_fraction: beta0, the share of A replaced (0.7, the paper's best).
         threshold: delta, in accuracy units (0.01 = 1 percentage point).
         decay: gamma of Type-II's beta = gamma**n * beta0 (0.97).

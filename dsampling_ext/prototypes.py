@@ -334,7 +334,7 @@ class PrototypeSelection(ResumableSampler):
                   device: Union[torch.device, str, None] = None, num_classes: Optional[int] = None,
                   progress: bool = True) -> "PrototypeSelection":
         """Keep the model and loader that ``refit_every`` re-embeds with, without embedding now
-        (:meth:`fit_model` does both). A run resumed from :meth:`state_dict` calls this, since a
+        (:meth:`fit_model` does both). A run resumed from ``state_dict()`` calls this, since a
         state holds the fitted subsets but not the model."""
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")

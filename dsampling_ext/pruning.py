@@ -34,18 +34,30 @@ class PruningSampler(TableSampler):
     samples; needs logits in :meth:`ScoreTable.record`). See :class:`TableSampler` for every
     argument, DDP and resume.
 
-    Example (the three-line change to a plain loop)::
+    Example (the three-line change to a plain loop, marked +1 to +3; epoch 0 has no scores yet
+    and the last, annealed epoch trains on everything):
 
-        table = dsampling_ext.ScoreTable(len(train_set))
-        sampler = dsampling_ext.PruningSampler(table, epochs)
-        loader = DataLoader(dsampling_ext.IndexedDataset(train_set), batch_size=128, sampler=sampler)
-        for epoch in range(epochs):
-            sampler.set_epoch(epoch)
-            for x, y, idx in loader:
-                losses = F.cross_entropy(model(x), y, reduction="none")
-                table.record(idx, losses)
-                loss = dsampling_ext.weighted_mean(losses, sampler.weights(idx))
-                ...
+        >>> import torch, dsampling_ext
+        >>> from torch.nn import functional as F
+        >>> from torch.utils.data import DataLoader, TensorDataset
+        >>> _ = torch.manual_seed(0)
+        >>> train_set = TensorDataset(torch.randn(256, 8), torch.randint(0, 4, (256,)))
+        >>> model, epochs = torch.nn.Linear(8, 4), 4
+        >>> optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        >>> table = dsampling_ext.ScoreTable(len(train_set))                                # +1
+        >>> sampler = dsampling_ext.PruningSampler(table, epochs)
+        >>> loader = DataLoader(dsampling_ext.IndexedDataset(train_set), batch_size=32, sampler=sampler)
+        >>> trained = []
+        >>> for epoch in range(epochs):
+        ...     sampler.set_epoch(epoch)
+        ...     trained.append(len(sampler))
+        ...     for x, y, idx in loader:
+        ...         losses = F.cross_entropy(model(x), y, reduction="none")
+        ...         table.record(idx, losses)                                                # +2
+        ...         loss = dsampling_ext.weighted_mean(losses, sampler.weights(idx))         # +3
+        ...         optimizer.zero_grad(); loss.backward(); optimizer.step()
+        >>> trained[0], trained[-1], all(n < 256 for n in trained[1:-1])
+        (256, 256, True)
     """
 
     def __init__(self, table: ScoreTable, epochs: int, prune: Optional[float] = None, anneal: float = 0.125,

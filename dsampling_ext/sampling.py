@@ -75,7 +75,7 @@ class ResumableSampler(Sampler[int]):
 
     @property
     def position(self) -> int:
-        """Indices handed out in this epoch (read from the list iterator: no per-index Python work)."""
+        """Indices handed out in this epoch, read from the list iterator (no per-index Python work)."""
         if self._rest is None:
             return self._position
         return self._total - operator.length_hint(self._rest)
@@ -191,6 +191,16 @@ class IndexedDataset(Dataset):
     Args:
         dataset: any map-style dataset (``__getitem__`` and ``__len__``).
         index_key: the key added to dict items (default "index").
+
+    Example:
+        >>> import torch, dsampling_ext
+        >>> from torch.utils.data import DataLoader, TensorDataset
+        >>> data = dsampling_ext.IndexedDataset(TensorDataset(torch.arange(10.0), torch.arange(10) % 2))
+        >>> data[3]
+        (tensor(3.), tensor(1), 3)
+        >>> x, y, idx = next(iter(DataLoader(data, batch_size=4, shuffle=True)))
+        >>> bool((x == idx).all())  # each row's true dataset index, however the loader shuffles
+        True
     """
 
     def __init__(self, dataset, index_key: str = "index"):

@@ -28,15 +28,20 @@ class ProgressLR:
     after a linear warm-up over the first ``warmup`` epochs; ``"linear"`` decays linearly;
     ``"constant"`` keeps base_lr; a callable maps t in [0, 1] to the factor.
 
-    Call :meth:`step` after each optimizer step with the progress in epochs::
+    Call :meth:`step` after each optimizer step with the progress in epochs; here the epochs
+    have 8, 4 and 2 steps, and the cosine still ends at 0 with the last one:
 
-        schedule = dsampling_ext.ProgressLR(optimizer, epochs)
-        for epoch in range(epochs):
-            sampler.set_epoch(epoch)
-            steps = len(loader)                       # known at the epoch's start
-            for i, (x, y, idx) in enumerate(loader):
-                ...; optimizer.step()
-                schedule.step(epoch + (i + 1) / steps)
+        >>> import torch, dsampling_ext
+        >>> optimizer = torch.optim.SGD(torch.nn.Linear(2, 1).parameters(), lr=0.1)
+        >>> schedule = dsampling_ext.ProgressLR(optimizer, epochs=3)
+        >>> for epoch, steps in enumerate([8, 4, 2]):       # len(loader), known at the epoch's start
+        ...     for i in range(steps):
+        ...         optimizer.step()
+        ...         schedule.step(epoch + (i + 1) / steps)
+        ...     print(f"{optimizer.param_groups[0]['lr']:.4f}")
+        0.0750
+        0.0250
+        0.0000
 
     Args:
         optimizer: any torch optimizer; its groups' current lr become the base lrs.

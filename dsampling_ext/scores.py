@@ -117,14 +117,16 @@ class ScoreTable:
         Args:
             indices (Tensor[B]): int64/int32 dataset indices of the batch, in [0, N).
             losses (Tensor[B]): per-sample losses (``reduction="none"``), finite.
-            logits (Tensor[B, C], optional) and targets (Tensor[B], optional): also record
-                whether argmax(logits) == target (needed by the "mismatch" rule).
+            logits (Tensor[B, C], optional): with ``targets``, also record whether
+                argmax(logits) == target (needed by the "mismatch" rule).
+            targets (Tensor[B], optional): the class of each row of ``logits``.
 
         Raises:
-            ValueError/TypeError for a wrong shape or type (e.g. a ``reduction="mean"`` scalar);
-            RuntimeError naming ``indices``, ``losses`` or ``targets`` for out-of-range indices,
-            NaN/Inf losses or bad targets (on CUDA: a device assertion for indices and targets;
-            non-finite losses are skipped there and reported by the next selection).
+            ValueError: for a wrong shape (e.g. a ``reduction="mean"`` scalar).
+            TypeError: for a wrong type.
+            RuntimeError: naming ``indices``, ``losses`` or ``targets`` for out-of-range indices,
+                NaN/Inf losses or bad targets (on CUDA: a device assertion for indices and targets;
+                non-finite losses are skipped there and reported by the next selection).
         """
         indices = _index_tensor("indices", indices)
         if not isinstance(losses, Tensor):
@@ -255,6 +257,11 @@ def weighted_mean(losses: Tensor, weights: Optional[Tensor] = None) -> Tensor:
     Args:
         losses (Tensor[B]): per-sample losses (``reduction="none"``).
         weights (Tensor[B], optional): per-sample weights, moved to the device and dtype of losses.
+
+    Example:
+        >>> import torch, dsampling_ext
+        >>> dsampling_ext.weighted_mean(torch.tensor([1.0, 2.0, 3.0, 4.0]), torch.tensor([2.0, 1.0, 1.0, 0.0]))
+        tensor(1.7500)
     """
     if not isinstance(losses, Tensor) or losses.dim() != 1:
         raise ValueError(f"losses must be a 1-D tensor of per-sample losses (reduction='none'), got "
@@ -370,8 +377,8 @@ class TableSampler(ResumableSampler):
 
     @property
     def full_data_from(self) -> float:
-        """The first epoch trained on every index: the last ceil(anneal * epochs) epochs are
-        (at least one when anneal > 0; never when anneal is 0)."""
+        """The first epoch trained on every index, as the last ceil(anneal * epochs) epochs are
+        (at least one when anneal > 0; infinity when anneal is 0)."""
         if self.anneal == 0:
             return math.inf
         return self.epochs - math.ceil(round(self.anneal * self.epochs, 9))

@@ -42,9 +42,11 @@ def loss_histogram(
         (counts, edges): Tensor[k] int64 and Tensor[k + 1] of the dtype of ``values``.
 
     Raises:
-        TypeError / ValueError for bad arguments; RuntimeError for NaN/Inf values or a range too
-        narrow for ``bins`` distinct edges in this dtype (checked on the CPU; on CUDA, where the
-        check would need a host sync, NaN/Inf give NaN edges and zero counts).
+        TypeError: for an argument of the wrong type.
+        ValueError: for an argument of the wrong value.
+        RuntimeError: for NaN/Inf values or a range too narrow for ``bins`` distinct edges in this
+            dtype (checked on the CPU; on CUDA, where the check would need a host sync, NaN/Inf
+            give NaN edges and zero counts).
 
     Example:
         >>> counts, edges = loss_histogram(torch.tensor([0.0, 1.0, 1.0, 3.0]), bins=3)
@@ -151,13 +153,15 @@ def histogram_select(
     ring-buffer ``history``; compute the history's mean and population sd and clip it to
     mean -+ ``clip_sigma``·sd (``clip="clamp"`` clamps, ``"drop"`` ignores values outside and gives
     outside batch losses p = 0); then
-      * ``rule="pmf"`` (ADONIS): histogram the clipped history (``bins`` rule on its size n,
-        numpy.histogram float64 edges) and set p_i = count[bin(l_i)] / n; a candidate has
-        p_i > ``threshold``; ``keep="bernoulli"`` keeps each candidate with probability
-        ``keep_fraction``, ``"fraction"`` keeps exactly ceil(keep_fraction·|C|) random candidates,
-        ``"top"`` the ceil(keep_fraction·|C|) with the highest p;
-      * ``rule="cdf"`` (Selective-Backprop): p_i = percentileofscore(H, l_i, kind="rank")/100
-        raised to ``beta``, kept with probability p_i.
+
+    * ``rule="pmf"`` (ADONIS): histogram the clipped history (``bins`` rule on its size n,
+      numpy.histogram float64 edges) and set p_i = count[bin(l_i)] / n; a candidate has
+      p_i > ``threshold``; ``keep="bernoulli"`` keeps each candidate with probability
+      ``keep_fraction``, ``"fraction"`` keeps exactly ceil(keep_fraction * #candidates) random
+      candidates, ``"top"`` the ceil(keep_fraction * #candidates) with the highest p;
+    * ``rule="cdf"`` (Selective-Backprop): p_i = percentileofscore(H, l_i, kind="rank")/100
+      raised to ``beta``, kept with probability p_i.
+
     Uniforms are Philox draws keyed by (``seed``, ``offset``, ``keys[i]`` or i), so CPU and CUDA
     return identical masks and p, with one exception: ``rule="cdf"`` with a ``beta`` that is not a
     whole number up to 64 raises the percentile with ``pow``, whose last bit may differ between the

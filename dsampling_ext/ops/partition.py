@@ -29,12 +29,12 @@ def partition_resample(perm: Tensor, size: int, k: int, seed: int = 0, offset: i
 
     Dynamic training's resampling (Eq. 1 of seed 000/001): A keeps size - k random elements and
     takes k random elements of B. Partial Fisher-Yates on both sides with Philox draws keyed by
-    (seed, offset, position): O(k) work, the same swaps on CPU and CUDA, |A| stays ``size`` and
-    ``perm`` stays a permutation.
+    (seed, offset, position): O(k) work, the same swaps on CPU and CUDA, A keeps ``size`` members
+    and ``perm`` stays a permutation.
 
     Args:
         perm (Tensor[N]): contiguous int64 tensor (normally a permutation of 0..N-1), mutated.
-        size: |A|, in [0, N].
+        size: the size of A, in [0, N].
         k: elements exchanged, in [0, min(size, N - size)].
 
     Returns:

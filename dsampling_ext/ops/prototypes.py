@@ -34,12 +34,16 @@ def centroid_distances(embeddings: Tensor, labels: Tensor, num_classes: int) -> 
         (its count is 0).
 
     Raises:
-        RuntimeError naming ``labels`` for a label out of range, or ``embeddings`` for a NaN/Inf
-        value, on the CPU. On CUDA, where raising would need a host sync, a bad label trips a
-        device assertion and a non-finite embedding gives NaN/Inf centroids and distances.
+        RuntimeError: naming ``labels`` for a label out of range, or ``embeddings`` for a NaN/Inf
+            value, on the CPU. On CUDA, where raising would need a host sync, a bad label trips a
+            device assertion and a non-finite embedding gives NaN/Inf centroids and distances.
 
     Example:
-        >>> centroids, d2, counts = centroid_distances(torch.randn(100, 8), torch.arange(100) % 3, 3)
+        >>> embeddings = torch.tensor([[0.0, 0.0], [2.0, 0.0], [5.0, 5.0], [5.0, 7.0]])
+        >>> centroids, d2, counts = centroid_distances(embeddings, torch.tensor([0, 0, 1, 1]), 2)
+        >>> centroids, d2, counts
+        (tensor([[1., 0.],
+                [5., 6.]]), tensor([1., 1., 1., 1.]), tensor([2, 2]))
     """
     _check_rows_and_labels("embeddings", embeddings, labels, "[N, D] with D >= 1")
     _check_device("centroid_distances", "embeddings", embeddings.device)

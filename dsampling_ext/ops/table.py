@@ -116,18 +116,20 @@ def table_record_(
     CUDA).
 
     Args:
-        scores (Tensor[N]): float32/float64 table of losses.  correct (Tensor[N]): int8.
+        scores (Tensor[N]): float32/float64 table of losses.
+        correct (Tensor[N]): int8.
         seen_epoch (Tensor[N]): int32.
         indices (Tensor[B]): int64/int32 dataset indices in [0, N).
         losses (Tensor[B]): finite per-sample losses, any float dtype (stored in the dtype of
             ``scores``).
         epoch: the epoch being trained, >= 0.
-        logits (Tensor[B, C], optional), targets (Tensor[B], optional): int64/int32 in [0, C).
+        logits (Tensor[B, C], optional): the batch's logits, given with ``targets``.
+        targets (Tensor[B], optional): int64/int32 in [0, C).
 
     Raises:
-        RuntimeError naming the argument for indices or targets out of range and non-finite
-        losses (on the CPU; on CUDA a bad index or target trips a device assertion and a
-        non-finite loss leaves its entry unchanged, since raising would need a host sync).
+        RuntimeError: naming the argument for indices or targets out of range and non-finite
+            losses (on the CPU; on CUDA a bad index or target trips a device assertion and a
+            non-finite loss leaves its entry unchanged, since raising would need a host sync).
     """
     for name, value in (("scores", scores), ("correct", correct), ("seen_epoch", seen_epoch), ("indices", indices),
                         ("losses", losses)):
