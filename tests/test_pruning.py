@@ -9,7 +9,8 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import dsampling_ext
-from dsampling_ext import IndexedDataset, MisclassifiedFilter, ProgressLR, PruningSampler, ScoreTable, weighted_mean
+from dsampling_ext import (IndexedDataset, MisclassifiedFilter, ProgressLR, PruningSampler, ScoreTable, TableSampler,
+                           weighted_mean)
 from reference import table_select_reference
 
 
@@ -311,3 +312,44 @@ def test_indexed_dataset_shapes():
 def test_exported():
     for name in ("ScoreTable", "PruningSampler", "TableSampler", "weighted_mean", "ProgressLR", "IndexedDataset"):
         assert name in dsampling_ext.__all__
+
+
+# --- what used to train everything without a word ----------------------------------------------
+
+
+def one_epoch(sampler, table, x, y, record=True):
+    model = nn.Linear(x.shape[1], 2)
+    for xb, yb, idx in DataLoader(IndexedDataset(TensorDataset(x, y)), batch_size=50, sampler=sampler):
+        if record:
+            table.record(idx, nn.functional.cross_entropy(model(xb), yb, reduction="none").detach())
+
+
+def test_an_epoch_iterated_again_without_set_epoch_warns():
+    x, y = linear_task()
+    table = ScoreTable(len(y))
+    sampler = PruningSampler(table, 4)
+    sampler.set_epoch(0)
+    one_epoch(sampler, table, x, y)
+    with pytest.warns(RuntimeWarning, match=r"epoch 0 is iterated again after its records: call sampler.set_epoch"):
+        one_epoch(sampler, table, x, y)
+
+
+def test_selecting_from_a_table_never_recorded_into_warns():
+    x, y = linear_task()
+    table = ScoreTable(len(y))
+    sampler = PruningSampler(table, 4)
+    sampler.set_epoch(0)
+    one_epoch(sampler, table, x, y, record=False)
+    with pytest.warns(RuntimeWarning, match=r"no losses were recorded in the table before epoch 1, so it keeps every"):
+        sampler.set_epoch(1)
+    assert len(sampler) == 600
+
+
+def test_an_epoch_past_the_samplers_epochs_is_refused():
+    table = ScoreTable(600)
+    sampler = PruningSampler(table, 4)  # anneal 0.125: epoch 3 is the full-data one
+    sampler.set_epoch(3)
+    with pytest.raises(ValueError, match=r"epoch must be below the sampler's epochs=4 .*, got 4"):
+        sampler.set_epoch(4)
+    table.record(torch.arange(600), torch.rand(600))
+    TableSampler(table, 2, anneal=0.0).set_epoch(5)  # no annealing: epochs places nothing
