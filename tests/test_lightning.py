@@ -19,8 +19,8 @@ import torch.multiprocessing as mp
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from dsampling_ext import IndexedDataset, PruningSampler, ScoreTable
-from dsampling_ext.integrations.lightning import ProgressScheduler, TableSamplerCallback
+from dsampling_ext import IndexedDataset, ProgressScheduler, PruningSampler, ScoreTable
+from dsampling_ext.integrations.lightning import TableSamplerCallback
 
 N, BATCH, EPOCHS, ACCUMULATE = 400, 20, 4, 3
 

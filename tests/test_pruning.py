@@ -9,8 +9,8 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import dsampling_ext
-from dsampling_ext import (IndexedDataset, MisclassifiedFilter, ProgressLR, PruningSampler, ScoreTable, TableSampler,
-                           weighted_mean)
+from dsampling_ext import (IndexedDataset, MisclassifiedFilter, ProgressLR, ProgressScheduler, PruningSampler, ScoreTable,
+                           TableSampler, weighted_mean)
 from reference import table_select_reference
 
 
@@ -292,6 +292,23 @@ def test_progress_lr_ends_its_schedule_whatever_the_steps():
         ProgressLR(opt, 4, schedule="step")
 
 
+def test_progress_scheduler_is_progress_lr_as_an_lr_scheduler():
+    opt = torch.optim.SGD(nn.Linear(2, 2).parameters(), lr=0.1)
+    progress = [0.0]
+    schedule = ProgressScheduler(opt, 4, lambda: progress[0], schedule="linear")
+    assert isinstance(schedule, torch.optim.lr_scheduler.LRScheduler) and schedule.get_last_lr() == [0.1]
+    progress[0] = 1.0
+    opt.step()
+    schedule.step()  # no argument: the progress comes from the callable
+    assert schedule.get_last_lr() == [pytest.approx(0.075)] == [opt.param_groups[0]["lr"]]
+    state = schedule.state_dict()
+    resumed = ProgressScheduler(torch.optim.SGD(nn.Linear(2, 2).parameters(), lr=0.1), 4, lambda: 0.0, "linear")
+    resumed.load_state_dict(state)
+    assert resumed.get_last_lr() == [pytest.approx(0.075)]
+    with pytest.raises(TypeError, match="progress must be a callable"):
+        ProgressScheduler(opt, 4, 1.0)
+
+
 def test_indexed_dataset_shapes():
     base = TensorDataset(torch.arange(5).float(), torch.arange(5))
     assert IndexedDataset(base)[3] == (base[3][0], base[3][1], 3)
@@ -310,7 +327,8 @@ def test_indexed_dataset_shapes():
 
 
 def test_exported():
-    for name in ("ScoreTable", "PruningSampler", "TableSampler", "weighted_mean", "ProgressLR", "IndexedDataset"):
+    for name in ("ScoreTable", "PruningSampler", "TableSampler", "weighted_mean", "ProgressLR", "ProgressScheduler",
+                 "IndexedDataset"):
         assert name in dsampling_ext.__all__
 
 

@@ -34,9 +34,14 @@ def prepare(accelerator, loader: DataLoader) -> DataLoader:
     if not isinstance(loader, DataLoader) or not isinstance(loader.sampler, ResumableSampler):
         raise TypeError(f"loader must be a torch DataLoader whose sampler is a dsampling_ext sampler, got "
                         f"{type(loader).__name__} with sampler {type(getattr(loader, 'sampler', None)).__name__}")
-    sampler = loader.sampler
-    if isinstance(sampler, TableSampler) and sampler.table.num_samples != len(loader.dataset):
-        raise ValueError(f"loader's dataset holds {len(loader.dataset)} samples but the sampler's ScoreTable "
+    let_accelerate_shard(loader.sampler, loader.dataset)
+    return accelerator.prepare(loader)
+
+
+def let_accelerate_shard(sampler: ResumableSampler, dataset) -> None:
+    """Set ``sampler`` to yield the whole epoch on every process (accelerate shards its batches),
+    after checking that a table sampler's ScoreTable covers ``dataset``."""
+    if isinstance(sampler, TableSampler) and sampler.table.num_samples != len(dataset):
+        raise ValueError(f"loader's dataset holds {len(dataset)} samples but the sampler's ScoreTable "
                          f"{sampler.table.num_samples}: build the table with ScoreTable(len(dataset))")
     sampler.num_replicas, sampler.rank = 1, 0
-    return accelerator.prepare(loader)

@@ -1,5 +1,5 @@
-"""Lightning: a callback that runs a table sampler inside ``Trainer.fit``, and a progress-driven
-``LRScheduler`` that Lightning accepts.
+"""Lightning: a callback that runs a table sampler inside ``Trainer.fit`` (with
+:class:`dsampling_ext.ProgressScheduler` for an LR schedule that ends with the last epoch).
 
 What plain Lightning gets wrong with a sampler whose epochs change length: under DDP it wraps the
 sampler in a ``DistributedSamplerWrapper`` (``use_distributed_sampler=True``), which shards the
@@ -11,17 +11,12 @@ trainer's world size and rank, and sets the batch count from the sampler each ep
 
 from __future__ import annotations
 
-from typing import Callable, Union
-
 import lightning.pytorch as pl
-import torch
 from torch import Tensor
-from torch.optim.lr_scheduler import LRScheduler
 
-from ..schedules import ProgressLR
 from ..scores import TableSampler, weighted_mean
 
-__all__ = ["ProgressScheduler", "TableSamplerCallback"]
+__all__ = ["TableSamplerCallback"]
 
 
 class TableSamplerCallback(pl.Callback):
@@ -30,7 +25,8 @@ class TableSamplerCallback(pl.Callback):
     Build the train DataLoader on ``callback.sampler`` over an
     :class:`~dsampling_ext.IndexedDataset`, pass the callback to the Trainer, and return
     ``callback.loss(indices, losses)`` from ``training_step``: it records the per-sample losses
-    in the table and returns their weighted mean. The table is saved in the callback's state, so
+    in the table and returns their weighted mean. ``callback.progress`` drives a
+    :class:`~dsampling_ext.ProgressScheduler` (``"interval": "step"``). The table is saved in the callback's state, so
     a checkpoint resumes the selection (Lightning's own checkpoints are at epoch boundaries).
 
     Args:
@@ -97,37 +93,3 @@ class TableSamplerCallback(pl.Callback):
 
     def load_state_dict(self, state_dict: dict) -> None:
         self.sampler.table.load_state_dict(state_dict["table"])
-
-
-class ProgressScheduler(LRScheduler):
-    """:class:`~dsampling_ext.ProgressLR` as an ``LRScheduler``: ``step()`` with no argument.
-
-    Each step sets the learning rate for ``progress()`` epochs of training done (e.g.
-    ``TableSamplerCallback.progress``), so the schedule ends with the last epoch however many
-    steps the epochs take. Give it to Lightning with ``"interval": "step"``.
-
-    Args:
-        optimizer: the optimizer; its groups' current lr are the base lrs.
-        epochs: the run's length in epochs.
-        progress: a callable returning the progress in epochs.
-        schedule, warmup, min_factor: as in ProgressLR.
-    """
-
-    def __init__(self, optimizer: torch.optim.Optimizer, epochs: int, progress: Callable[[], float],
-                 schedule: Union[str, Callable[[float], float]] = "cosine", warmup: float = 0.0,
-                 min_factor: float = 0.0):
-        if not callable(progress):
-            raise TypeError(f"progress must be a callable returning the epochs done, got {type(progress).__name__}")
-        self.progress_lr = ProgressLR(optimizer, epochs, schedule, warmup, min_factor)
-        self.progress = progress
-        super().__init__(optimizer)
-
-    def get_lr(self) -> list[float]:
-        self.progress_lr.step(self.progress())
-        return self.progress_lr.get_last_lr()
-
-    def state_dict(self) -> dict:
-        return self.progress_lr.state_dict()
-
-    def load_state_dict(self, state_dict: dict) -> None:
-        self.progress_lr.load_state_dict(state_dict)
