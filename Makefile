@@ -76,7 +76,10 @@ gpu-check: $(CUDA_VENV)/.deps
 # keeps the checkout off sys.path, PYTHONPATH puts build/asan/lib first; libasan is preloaded because
 # python itself is not instrumented, and libstdc++ with it so that ASan's C++-throw interceptor finds
 # the real __cxa_throw (the kernels' TORCH_CHECKs throw). Any finding stops the run (-fno-sanitize-recover).
-SANITIZE_TESTS = $(filter-out tests/test_build.py tests/test_distributed.py tests/test_examples.py tests/test_experiments.py,$(wildcard tests/test_*.py))
+# The framework glue's tests (accelerate, lightning, transformers) and the resume recipe's run no
+# kernel the op tests do not already run under the sanitizers.
+SANITIZE_TESTS = $(filter-out tests/test_build.py tests/test_distributed.py tests/test_examples.py tests/test_experiments.py \
+	tests/test_accelerate.py tests/test_lightning.py tests/test_transformers.py tests/test_table_resume.py,$(wildcard tests/test_*.py))
 SANITIZE_ENV = PYTHONPATH=build/asan/lib LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libstdc++.so)" \
 	ASAN_OPTIONS=detect_leaks=0:halt_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 

@@ -70,6 +70,7 @@ class ResumableSampler(Sampler[int]):
     _rest: Optional[Iterator[int]] = None  # the running epoch's list iterator
     _total = 0  # its epoch's length
     _position = 0  # the position when no epoch is running
+    _finished: Optional[int] = None  # the last epoch whose iteration ran to its end
 
     def _epoch_order(self) -> Tensor:
         raise NotImplementedError
@@ -102,6 +103,7 @@ class ResumableSampler(Sampler[int]):
     def _finish(self) -> Iterator[int]:
         """Runs when the epoch's last index has been taken: iterating it again starts afresh."""
         self.position = 0
+        self._finished = self.epoch
         yield from ()
 
     def set_epoch(self, epoch: int) -> None:

@@ -389,7 +389,9 @@ class TableSampler(ResumableSampler):
         self._select()
 
     def _start(self, start: int):
-        if start == 0 and bool((self.table.seen_epoch == self.epoch).any()):
+        # an epoch this sampler ran through, restarted over its own records: set_epoch was not called
+        # (a fresh sampler replaying a resumed epoch from its start, as accelerate does, is not warned)
+        if start == 0 and self._finished == self.epoch and bool((self.table.seen_epoch == self.epoch).any()):
             warnings.warn(f"{type(self).__name__}: epoch {self.epoch} is iterated again after its records: call "
                           f"sampler.set_epoch(epoch) before each epoch (without it every epoch repeats epoch "
                           f"{self.epoch}'s selection)", RuntimeWarning, stacklevel=2)

@@ -14,7 +14,7 @@ if os.environ.get("DSAMPLING_EXPECT_CUDA_BUILD"):
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from accelerate import Accelerator
+from accelerate import Accelerator, DataLoaderConfiguration
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -106,3 +106,44 @@ def test_prepare_refuses_a_table_of_another_size():
         prepare(Accelerator(cpu=True), loader)
     with pytest.raises(TypeError, match="loader must be a torch DataLoader whose sampler is a dsampling_ext sampler"):
         prepare(Accelerator(cpu=True), DataLoader(task(), batch_size=BATCH))
+
+
+def accelerate_run(checkpoint_dir, stop=None, resume=None):
+    """The docs' accelerate recipe in one process: returns each step's (epoch, len(loader),
+    indices) and the final weights; ``stop`` = (epoch, batches) saves the state there and
+    returns, ``resume`` = the epoch saved in goes on from that state."""
+    accelerator = Accelerator(cpu=True, dataloader_config=DataLoaderConfiguration(use_stateful_dataloader=True))
+    torch.manual_seed(0)
+    model = nn.Linear(6, 2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    table = ScoreTable(N)
+    sampler = PruningSampler(table, EPOCHS, seed=3)
+    loader = prepare(accelerator, DataLoader(task(), batch_size=BATCH, sampler=sampler))
+    model, optimizer = accelerator.prepare(model, optimizer)
+    accelerator.register_for_checkpointing(table)
+    if resume is not None:
+        accelerator.load_state(checkpoint_dir)
+    steps = []
+    for epoch in range(resume or 0, EPOCHS):
+        loader.set_epoch(epoch)
+        length = len(loader)
+        for i, (xb, yb, idx) in enumerate(loader):
+            losses = nn.functional.cross_entropy(model(xb), yb, reduction="none")
+            table.record(idx, losses)
+            accelerator.backward(weighted_mean(losses, sampler.weights(idx)))
+            optimizer.step()
+            optimizer.zero_grad()
+            steps.append((epoch, length, idx.tolist()))
+            if stop == (epoch, i + 1):
+                accelerator.save_state(checkpoint_dir)
+                return steps, None
+    return steps, [p.detach().clone() for p in model.parameters()]
+
+
+@pytest.mark.parametrize("stop", [(1, 3), (2, 4)], ids=["mid-epoch", "mid-epoch-after-pruning"])
+def test_a_resumed_accelerate_run_is_the_uninterrupted_one(tmp_path, stop):
+    whole, weights = accelerate_run(tmp_path / "unused")
+    first, _ = accelerate_run(tmp_path / "state", stop=stop)
+    rest, resumed_weights = accelerate_run(tmp_path / "state", resume=stop[0])
+    assert first + rest == whole
+    assert all(torch.equal(a, b) for a, b in zip(resumed_weights, weights))
