@@ -9,8 +9,8 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import dsampling_ext
-from dsampling_ext import (IndexedDataset, MisclassifiedFilter, ProgressLR, ProgressScheduler, PruningSampler, ScoreTable,
-                           TableSampler, weighted_mean)
+from dsampling_ext import (IndexedDataset, MisclassifiedFilter, ProgressLR, ProgressScheduler, PruningSampler,
+                           ScoreTable, TableSampler, weighted_mean)
 from reference import table_select_reference
 
 

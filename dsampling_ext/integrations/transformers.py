@@ -84,10 +84,9 @@ class TableSamplerTrainer(Trainer):
         resumed = epoch == kwargs["epochs_trained"] and kwargs["resume_from_checkpoint"] is not None
         self._epoch, self._steps_in_epoch = epoch, steps_in_epoch
         self._batches_done = kwargs["steps_trained_in_current_epoch"] if resumed else 0
+        updates = math.ceil(steps_in_epoch / self.args.gradient_accumulation_steps)
         return super()._run_epoch(model=model, epoch=epoch, train_dataloader=train_dataloader,
-                                  steps_in_epoch=steps_in_epoch,
-                                  num_update_steps_per_epoch=math.ceil(steps_in_epoch / self.args.gradient_accumulation_steps),
-                                  **kwargs)
+                                  steps_in_epoch=steps_in_epoch, num_update_steps_per_epoch=updates, **kwargs)
 
     def training_step(self, model, inputs, num_items_in_batch=None):
         loss = super().training_step(model, inputs, num_items_in_batch)
