@@ -425,15 +425,17 @@ class TableSampler(ResumableSampler):
 
     def _check_previous_epoch_trained(self, previous: Optional[tuple[int, Tensor, Tensor]]) -> None:
         """Before selecting epoch e from the table: warn when nothing was ever recorded (every
-        index is then kept), and raise when fewer than halfway between 1/num_replicas and all of
-        epoch e - 1's selection was recorded across the ranks: the loader shards this sampler's
-        shards again (accelerate's prepare, Lightning's distributed sampler)."""
+        index is then kept), and raise when this sampler ran through epoch e - 1 but fewer than
+        halfway between 1/num_replicas and all of its selection was recorded across the ranks: the
+        loader shards this sampler's shards again (accelerate's prepare, Lightning's distributed
+        sampler). A sampler that did not yield the epoch (another one on the table did) is not
+        checked."""
         seen = self.table.seen_epoch
         if self.epoch > 0 and self.epoch < self.full_data_from and not bool((seen >= 0).any()):
             warnings.warn(f"{type(self).__name__}: no losses were recorded in the table before epoch {self.epoch}, so it "
                           f"keeps every index: call table.record(indices, losses) each training step",
                           RuntimeWarning, stacklevel=3)
-        if previous is None or previous[0] != self.epoch - 1 or self.num_replicas == 1:
+        if previous is None or previous[0] != self.epoch - 1 or self._finished != previous[0] or self.num_replicas == 1:
             return
         kept = previous[1]
         trained = int((seen[kept.to(seen.device)] == previous[0]).sum())

@@ -46,7 +46,7 @@ class Watch(TrainerCallback):
         self.sampler, self.selection, self.lrs = sampler, {}, []
 
     def on_epoch_begin(self, args, state, control, **kwargs):
-        self.epoch = len(self.selection)
+        self.epoch = int(state.epoch)  # epochs done
 
     def on_step_begin(self, args, state, control, **kwargs):
         self.selection.setdefault(self.epoch, self.sampler.indices.tolist())
@@ -55,16 +55,16 @@ class Watch(TrainerCallback):
         self.lrs.append(optimizer.param_groups[0]["lr"])
 
 
-def train(output_dir, **overrides):
+def train(output_dir, resume=None, **overrides):
     torch.manual_seed(0)
     model = BertForSequenceClassification(BertConfig(vocab_size=32, hidden_size=16, num_hidden_layers=1,
                                                      num_attention_heads=2, intermediate_size=32,
                                                      max_position_embeddings=LENGTH, num_labels=2))
     sampler = PruningSampler(ScoreTable(N), EPOCHS, seed=3)
     settings = dict(num_train_epochs=EPOCHS, per_device_train_batch_size=BATCH, gradient_accumulation_steps=ACCUMULATE,
-                    learning_rate=1e-3, lr_scheduler_type="cosine")
-    args = TrainingArguments(output_dir=output_dir, use_cpu=True, report_to=[], save_strategy="no",
-                             logging_strategy="no", disable_tqdm=True, **{**settings, **overrides})
+                    learning_rate=1e-3, lr_scheduler_type="cosine", save_strategy="no")
+    args = TrainingArguments(output_dir=output_dir, use_cpu=True, report_to=[], logging_strategy="no", disable_tqdm=True,
+                             **{**settings, **overrides})
     trained = {}
     watch = Watch(sampler)
 
@@ -75,7 +75,7 @@ def train(output_dir, **overrides):
 
     trainer = Recording(model=model, args=args, train_dataset=IndexedDataset(Tokens()), sampler=sampler,
                         callbacks=[watch])
-    trainer.train()
+    trainer.train(resume_from_checkpoint=resume)
     return trainer, watch, trained
 
 
@@ -126,3 +126,17 @@ def test_two_gloo_ranks_train_the_whole_selection_with_live_epoch_lengths(tmp_pa
 def test_settings_that_would_skew_the_epochs_are_refused(tmp_path, overrides, match):
     with pytest.raises(ValueError, match=match):
         train(str(tmp_path), **overrides)
+
+
+def test_resume_from_a_checkpoint_mid_epoch_or_at_an_epochs_end_is_the_uninterrupted_run(tmp_path):
+    """One process, a checkpoint every 7 optimizer steps: epoch 0's 20 batches of 8 are 7 steps of
+    3 batches (the last of 2), so checkpoint-7 is at an epoch's end and checkpoint-14 within a
+    pruned epoch."""
+    whole, watch, trained = train(str(tmp_path), save_strategy="steps", save_steps=7)
+    weights = [p.detach().clone() for p in whole.model.parameters()]
+    updates = [ceil_div(ceil_div(len(watch.selection[e]), BATCH), ACCUMULATE) for e in range(EPOCHS)]
+    assert updates[0] == 7 and 7 + updates[1] < 14 < 7 + updates[1] + updates[2]
+    for step in (7, 14):
+        trainer, resumed, _ = train(str(tmp_path / f"resumed-{step}"), resume=str(tmp_path / f"checkpoint-{step}"))
+        assert resumed.lrs == watch.lrs[step:]
+        assert all(torch.equal(a, b) for a, b in zip(trainer.model.parameters(), weights))

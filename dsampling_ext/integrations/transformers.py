@@ -13,6 +13,7 @@ learning rate by training progress (:class:`~dsampling_ext.ProgressScheduler`).
 from __future__ import annotations
 
 import math
+import os
 
 import torch
 from torch import Tensor, nn
@@ -34,7 +35,9 @@ class TableSamplerTrainer(Trainer):
     Give it the sampler and a train dataset wrapped in :class:`~dsampling_ext.IndexedDataset`
     (dict items gain the key ``index_key``). Training losses are :meth:`per_sample_losses` of the
     model's outputs, recorded in the sampler's table and averaged with the sampler's weights;
-    evaluation keeps the model's own loss.
+    evaluation keeps the model's own loss. Checkpoints hold each rank's table and its place in
+    the epoch (``dsampling_rank<r>.pt``), so ``train(resume_from_checkpoint=...)`` goes on as the
+    uninterrupted run would, from a checkpoint mid-epoch or at an epoch's end.
 
     Args:
         sampler: the TableSampler (e.g. PruningSampler) over the train dataset; its ``epochs`` must
@@ -66,6 +69,30 @@ class TableSamplerTrainer(Trainer):
             raise ValueError("compute_loss_func is not used by TableSamplerTrainer: override per_sample_losses")
         self.sampler, self.index_key = sampler, index_key
         self._epoch, self._steps_in_epoch, self._batches_done = 0, 1, 0
+
+    def _save_optimizer_and_scheduler(self, output_dir: str) -> None:
+        # each rank's table (its records not yet gathered differ) and where in which epoch it is
+        super()._save_optimizer_and_scheduler(output_dir)
+        os.makedirs(output_dir, exist_ok=True)
+        torch.save(dict(table=self.sampler.table.state_dict(), epoch=self._epoch, batches_done=self._batches_done,
+                        steps_in_epoch=self._steps_in_epoch), self._sampling_file(output_dir))
+
+    def _init_training_state(self, max_steps, num_update_steps_per_epoch, num_train_epochs, resume_from_checkpoint,
+                             trial):
+        # The Trainer finds the resumed epoch and step from the first epoch's length; the saved
+        # epoch and batches are exact.
+        epochs_trained, steps_trained = super()._init_training_state(
+            max_steps, num_update_steps_per_epoch, num_train_epochs, resume_from_checkpoint, trial)
+        if resume_from_checkpoint is None:
+            return epochs_trained, steps_trained
+        saved = torch.load(self._sampling_file(resume_from_checkpoint), weights_only=True)
+        self.sampler.table.load_state_dict(saved["table"])
+        if saved["batches_done"] == saved["steps_in_epoch"]:  # saved at the epoch's end
+            return saved["epoch"] + 1, 0
+        return saved["epoch"], 0 if self.args.ignore_data_skip else saved["batches_done"]
+
+    def _sampling_file(self, checkpoint: str) -> str:
+        return os.path.join(checkpoint, f"dsampling_rank{self.args.process_index}.pt")
 
     def _get_train_sampler(self, train_dataset=None):
         let_accelerate_shard(self.sampler, self.train_dataset if train_dataset is None else train_dataset)
