@@ -26,8 +26,9 @@ class TableSamplerCallback(pl.Callback):
     :class:`~dsampling_ext.IndexedDataset`, pass the callback to the Trainer, and return
     ``callback.loss(indices, losses)`` from ``training_step``: it records the per-sample losses
     in the table and returns their weighted mean. ``callback.progress`` drives a
-    :class:`~dsampling_ext.ProgressScheduler` (``"interval": "step"``). The table is saved in the callback's state, so
-    a checkpoint resumes the selection (Lightning's own checkpoints are at epoch boundaries).
+    :class:`~dsampling_ext.ProgressScheduler` (``"interval": "step"``). The table is the
+    callback's state, so a checkpoint taken at an epoch boundary resumes the run identically
+    (mid-epoch checkpoints are not covered: Lightning restarts a plain DataLoader's epoch).
 
     Args:
         sampler: the TableSampler of the train loader.
