@@ -3,13 +3,12 @@ epoch the ranks together train exactly the sampler's selection, and a loader pre
 way (sharded twice) is refused at the next epoch instead of training half of it."""
 
 import os
-import socket
 
 import pytest
 
-if os.environ.get("DSAMPLING_EXPECT_CUDA_BUILD"):
-    pytest.skip("make cuda-build's venv tests the CUDA kernels and installs no training frameworks; the glue is "
-                "pure Python, tested by make test", allow_module_level=True)
+from frameworks import free_port, gather, skip_in_cuda_venv
+
+skip_in_cuda_venv()
 
 import torch
 import torch.distributed as dist
@@ -29,11 +28,6 @@ def task():
     x = torch.randn(N, 6, generator=g)
     return IndexedDataset(TensorDataset(x, (x[:, 0] + 0.5 * x[:, 1] > 0).long()))
 
-
-def gather(obj):
-    out = [None] * WORLD
-    dist.all_gather_object(out, obj)
-    return out
 
 
 def train_through_prepare(accelerator):
@@ -89,11 +83,6 @@ def worker(rank, port):
     finally:
         dist.destroy_process_group()
 
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_two_gloo_ranks_train_the_whole_selection_once():

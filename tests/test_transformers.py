@@ -4,13 +4,12 @@ kept, each epoch's length counted when it starts), gradient accumulation steps o
 last batch, and the progress schedule ends at the last step."""
 
 import os
-import socket
 
 import pytest
 
-if os.environ.get("DSAMPLING_EXPECT_CUDA_BUILD"):
-    pytest.skip("make cuda-build's venv tests the CUDA kernels and installs no training frameworks; the glue is "
-                "pure Python, tested by make test", allow_module_level=True)
+from frameworks import free_port, gather, skip_in_cuda_venv
+
+skip_in_cuda_venv()
 
 import torch
 import torch.distributed as dist
@@ -83,11 +82,6 @@ def ceil_div(a, b):
     return -(-a // b)
 
 
-def gather(obj):
-    out = [None] * 2
-    dist.all_gather_object(out, obj)
-    return out
-
 
 def worker(rank, port, output_dir):
     os.environ.update(WORLD_SIZE="2", RANK=str(rank), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
@@ -107,11 +101,6 @@ def worker(rank, port, output_dir):
     assert all(torch.equal(a, b) for a, b in zip(*weights))
     dist.barrier()
 
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_two_gloo_ranks_train_the_whole_selection_with_live_epoch_lengths(tmp_path):
