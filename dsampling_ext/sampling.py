@@ -65,10 +65,12 @@ class ResumableSampler(Sampler[int]):
     """
 
     epoch: int
+    _epoch_named: Optional[int] = None  # the epoch set_epoch last named (None: not called yet)
     _resume: Optional[tuple[int, int]] = None  # (epoch, indices to skip) from load_state_dict
     _rest: Optional[Iterator[int]] = None  # the running epoch's list iterator
     _total = 0  # its epoch's length
     _position = 0  # the position when no epoch is running
+    _finished: Optional[int] = None  # the last epoch whose iteration ran to its end
 
     def _epoch_order(self) -> Tensor:
         raise NotImplementedError
@@ -91,11 +93,17 @@ class ResumableSampler(Sampler[int]):
             start = min(self._resume[1], len(order))
         self._resume = None
         self._total, self._rest = len(order), iter(order[start:])
-        return itertools.chain(self._rest, self._finish())
+        return itertools.chain(self._start(start), self._rest, self._finish())
+
+    def _start(self, start: int) -> Iterator[int]:
+        """Runs when the epoch's first index is taken, ``start`` being where it resumes (loaders
+        make and drop iterators unused: torchdata's, before loading a state)."""
+        yield from ()
 
     def _finish(self) -> Iterator[int]:
         """Runs when the epoch's last index has been taken: iterating it again starts afresh."""
         self.position = 0
+        self._finished = self.epoch
         yield from ()
 
     def set_epoch(self, epoch: int) -> None:
@@ -104,7 +112,7 @@ class ResumableSampler(Sampler[int]):
         epoch = require_epoch(epoch)
         if epoch != self.epoch:
             self.position = 0
-        self.epoch = epoch
+        self.epoch = self._epoch_named = epoch
 
     def state_dict(self) -> dict:
         return dict(config=repr(self), epoch=self.epoch, position=self.position, num_replicas=self.num_replicas,
@@ -112,17 +120,26 @@ class ResumableSampler(Sampler[int]):
 
     def load_state_dict(self, state: dict) -> None:
         """Restore a saved state. Its configuration must match (the world size may differ only at
-        an epoch boundary: a position counts this rank's share of the epoch)."""
+        an epoch boundary: a position counts this rank's share of the epoch).
+
+        Before or after ``set_epoch``: a state of the epoch that set_epoch named (or of any epoch,
+        when set_epoch was not called) resumes that epoch at its position; a state of an earlier
+        epoch than set_epoch named leaves that epoch alone (torchdata's ``StatefulDataLoader``
+        loads it only at the next ``iter()``, after the loop's set_epoch for the next epoch).
+        """
         if state.get("config") != repr(self):
             raise ValueError(f"state was saved by {state.get('config')}, not by {self!r}")
         position = require_int("position", state["position"], 0)
         if position and state["num_replicas"] != self.num_replicas:
             raise ValueError(f"state was saved mid-epoch (position {position}) with num_replicas="
                              f"{state['num_replicas']}; it can resume only with the same number, not {self.num_replicas}")
-        self.epoch = require_epoch(state["epoch"])
+        epoch = require_epoch(state["epoch"])
+        self._load_state(state)
+        if self._epoch_named is not None and self._epoch_named > epoch:
+            return
+        self.epoch = epoch
         self.position = position
         self._resume = (self.epoch, position)
-        self._load_state(state)
 
     def _state(self) -> dict:
         return {}

@@ -13,10 +13,11 @@ import math
 from typing import Callable, Optional, Union
 
 import torch
+from torch.optim.lr_scheduler import LRScheduler
 
 from ._validate import require_int, require_number
 
-__all__ = ["ProgressLR", "SelectionWindow"]
+__all__ = ["ProgressLR", "ProgressScheduler", "SelectionWindow"]
 
 SCHEDULES = ("cosine", "linear", "constant")
 
@@ -95,6 +96,42 @@ class ProgressLR:
     def load_state_dict(self, state: dict) -> None:
         self.base_lrs = list(state["base_lrs"])
         self.step(state["progress"])
+
+
+class ProgressScheduler(LRScheduler):
+    """:class:`~dsampling_ext.ProgressLR` as an ``LRScheduler``: ``step()`` with no argument.
+
+    For frameworks that call ``scheduler.step()`` themselves after each optimizer step (Lightning,
+    the Hugging Face Trainer). Each step sets the learning rate for ``progress()`` epochs of
+    training done (the integrations' ``progress``), so the schedule ends with the last epoch
+    however many steps the epochs take.
+
+    Args:
+        optimizer: the optimizer; its groups' current lr are the base lrs.
+        epochs: the run's length in epochs.
+        progress: a callable returning the progress in epochs.
+        schedule, warmup, min_factor: as in ProgressLR.
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, epochs: int, progress: Callable[[], float],
+                 schedule: Union[str, Callable[[float], float]] = "cosine", warmup: float = 0.0,
+                 min_factor: float = 0.0):
+        if not callable(progress):
+            raise TypeError(f"progress must be a callable returning the epochs done, got {type(progress).__name__}")
+        self.progress_lr = ProgressLR(optimizer, epochs, schedule, warmup, min_factor)
+        self.progress = progress
+        super().__init__(optimizer)
+
+    def get_lr(self) -> list[float]:
+        self.progress_lr.step(self.progress())
+        return self.progress_lr.get_last_lr()
+
+    def state_dict(self) -> dict:
+        return self.progress_lr.state_dict()
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.progress_lr.load_state_dict(state_dict)
+        self._last_lr = self.progress_lr.get_last_lr()
 
 
 class SelectionWindow:

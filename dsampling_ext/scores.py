@@ -11,6 +11,7 @@ training-scored mode).
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any, Optional, Union
 
 import torch
@@ -74,6 +75,9 @@ class ScoreTable:
         scores (Tensor[N]): last recorded loss (0 where never recorded).
         correct (Tensor[N]): int8, 1 right / 0 wrong / -1 unknown (no logits recorded yet).
         seen_epoch (Tensor[N]): int32 epoch of the last record, -1 for never.
+        selections (dict): each sampler's last selection from the table, by the sampler's
+            configuration; saved with the table, so that a run resumed within an epoch selects
+            nothing again (the epoch's records have changed the scores since).
     """
 
     def __init__(self, num_samples: int, device: Union[torch.device, str, None] = None,
@@ -89,6 +93,9 @@ class ScoreTable:
         self.epoch = 0
         self._pending: list[tuple[Tensor, Tensor, Tensor, int]] = []  # records not yet gathered (DDP)
         self._nonfinite: Optional[Tensor] = None  # CUDA: non-finite losses skipped, counted lazily
+        # sampler configuration -> (epoch, kept, weights) it selected from this table: the epoch's
+        # records change the table, so a resumed epoch must take its selection from here
+        self.selections: dict[str, tuple[int, Tensor, Tensor]] = {}
 
     def __len__(self) -> int:
         return self.num_samples
@@ -202,7 +209,8 @@ class ScoreTable:
     def state_dict(self) -> dict:
         return dict(num_samples=self.num_samples, epoch=self.epoch, scores=self.scores.clone(),
                     correct=self.correct.clone(), seen_epoch=self.seen_epoch.clone(),
-                    pending=[(i.clone(), l.clone(), r.clone(), e) for i, l, r, e in self._pending])
+                    pending=[(i.clone(), l.clone(), r.clone(), e) for i, l, r, e in self._pending],
+                    selections={k: (e, kept.clone(), w.clone()) for k, (e, kept, w) in self.selections.items()})
 
     def load_state_dict(self, state: dict) -> None:
         if state["num_samples"] != self.num_samples or state["scores"].dtype != self.scores.dtype:
@@ -213,6 +221,7 @@ class ScoreTable:
         self.scores, self.correct, self.seen_epoch = (state[k].to(device).clone()
                                                       for k in ("scores", "correct", "seen_epoch"))
         self._pending = [(i.to(device), l.to(device), r.to(device), e) for i, l, r, e in state["pending"]]
+        self.selections = {k: (e, kept.clone(), w.clone()) for k, (e, kept, w) in state["selections"].items()}
 
 
 def scoring_forward(model: nn.Module, inputs: Any, *, device: Union[torch.device, str, None] = None,
@@ -365,6 +374,7 @@ class TableSampler(ResumableSampler):
         self.shuffle = bool(shuffle)
         self.num_replicas, self.rank = resolve_replicas(num_replicas, rank)
         self.epoch = 0
+        self._key = repr(self)  # this configuration's entry in table.selections
         self._selection: Optional[tuple[int, Tensor, Tensor]] = None  # (epoch, kept indices, weights)
         self._lookup: dict = {}  # device -> (per-index code, weight of each code)
 
@@ -384,17 +394,37 @@ class TableSampler(ResumableSampler):
         return self.epochs - math.ceil(round(self.anneal * self.epochs, 9))
 
     def set_epoch(self, epoch: int) -> None:
-        """Select epoch ``epoch``'s indices and weights (a collective under torch.distributed)."""
+        """Select epoch ``epoch``'s indices and weights (a collective under torch.distributed).
+
+        Raises ValueError for an epoch at or past ``epochs`` when ``anneal`` > 0: the full-data
+        epochs are placed by ``epochs``, so a longer run would train everything from there on.
+        """
+        if require_epoch(epoch) >= self.epochs and self.anneal > 0:
+            raise ValueError(f"epoch must be below the sampler's epochs={self.epochs} (the run's length, which places "
+                             f"its full-data epochs), got {epoch}")
         super().set_epoch(epoch)
         self.table.set_epoch(self.epoch)
         self._select()
 
+    def _start(self, start: int):
+        # an epoch this sampler ran through, restarted over its own records: set_epoch was not called
+        # (a fresh sampler replaying a resumed epoch from its start, as accelerate does, is not warned)
+        if start == 0 and self._finished == self.epoch and bool((self.table.seen_epoch == self.epoch).any()):
+            warnings.warn(f"{type(self).__name__}: epoch {self.epoch} is iterated again after its records: call "
+                          f"sampler.set_epoch(epoch) before each epoch (without it every epoch repeats epoch "
+                          f"{self.epoch}'s selection)", RuntimeWarning, stacklevel=2)
+        yield from ()
+
     def _select(self) -> tuple[Tensor, Tensor]:
-        if self._selection is not None and self._selection[0] == self.epoch:
-            return self._selection[1], self._selection[2]
+        stored = self.table.selections.get(self._key)
+        if stored is not None and stored[0] == self.epoch:
+            if self._selection is not stored:  # selected before a resume: loaded with the table
+                self._set_selection(stored)
+            return stored[1], stored[2]
         table, n = self.table, self.table.num_samples
         table.sync()
         table.check()
+        self._check_previous_epoch_trained(stored)
         if self.epoch >= self.full_data_from:
             kept, weights = torch.arange(n), torch.ones(n)
         else:
@@ -408,13 +438,39 @@ class TableSampler(ResumableSampler):
                 weights = weights.clamp(max=self.max_weight)
             if kept.numel() < min(self.min_size, n):
                 kept, weights = self._top_up(kept, weights)
-        self._set_selection(self.epoch, kept, weights)
+        selection = (self.epoch, kept, weights)
+        table.selections[self._key] = selection
+        self._set_selection(selection)
         return kept, weights
 
-    def _set_selection(self, epoch: int, kept: Tensor, weights: Tensor) -> None:
+    def _check_previous_epoch_trained(self, previous: Optional[tuple[int, Tensor, Tensor]]) -> None:
+        """Before selecting epoch e from the table: warn when nothing was ever recorded (every
+        index is then kept), and raise when this sampler ran through epoch e - 1 but fewer than
+        halfway between 1/num_replicas and all of its selection was recorded across the ranks: the
+        loader shards this sampler's shards again (accelerate's prepare, Lightning's distributed
+        sampler). A sampler that did not yield the epoch (another one on the table did) is not
+        checked."""
+        seen = self.table.seen_epoch
+        if self.epoch > 0 and self.epoch < self.full_data_from and not bool((seen >= 0).any()):
+            warnings.warn(f"{type(self).__name__}: no losses were recorded in the table before epoch {self.epoch}, so it "
+                          f"keeps every index: call table.record(indices, losses) each training step",
+                          RuntimeWarning, stacklevel=3)
+        if previous is None or previous[0] != self.epoch - 1 or self._finished != previous[0] or self.num_replicas == 1:
+            return
+        kept = previous[1]
+        trained = int((seen[kept.to(seen.device)] == previous[0]).sum())
+        if trained * 2 * self.num_replicas < kept.numel() * (self.num_replicas + 1):
+            raise RuntimeError(
+                f"{type(self).__name__}: epoch {previous[0]} selected {kept.numel()} indices but only {trained} were "
+                f"recorded on the {self.num_replicas} ranks: the loader shards this sampler's per-rank indices again "
+                f"(accelerate's prepare, Lightning's use_distributed_sampler). Build the sampler with num_replicas=1, "
+                f"rank=0 when the framework shards, or use dsampling_ext.integrations")
+
+    def _set_selection(self, selection: tuple[int, Tensor, Tensor]) -> None:
         """Keep the epoch's selection, and a dense per-index code for O(1) weight lookups:
         0 = not drawn, c = the c-th distinct weight (there are a handful)."""
-        self._selection = (epoch, kept, weights)
+        self._selection = selection
+        _, kept, weights = selection
         values, inverse = torch.unique(weights, return_inverse=True)
         code = torch.zeros(self.table.num_samples, dtype=torch.uint8 if values.numel() < 256 else torch.int64)
         code[kept] = (inverse + 1).to(code.dtype)
@@ -464,14 +520,3 @@ class TableSampler(ResumableSampler):
                              f"{int(indices[found == 0][0])} was not")
         return values[found]
 
-    def _state(self) -> dict:
-        """This epoch's selection too (records made since it changed the table, so a resumed
-        epoch must not select again)."""
-        sel = self._selection
-        return dict(selection=None if sel is None else (sel[0], sel[1].clone(), sel[2].clone()))
-
-    def _load_state(self, state: dict) -> None:
-        sel = state["selection"]
-        self._selection, self._lookup = None, {}
-        if sel is not None:
-            self._set_selection(sel[0], sel[1].clone(), sel[2].clone())

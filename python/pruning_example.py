@@ -36,7 +36,8 @@ def train(method: str, args, train_data, test_data) -> None:
     print(f"\n{method}")
     print(f"  {'epoch':>5} {'trained':>8} {'steps':>6} {'seconds':>8} {'last lr':>8} {'test acc':>8}")
     for epoch in range(args.epochs):
-        sampler.set_epoch(epoch)
+        if method == "pruning":
+            sampler.set_epoch(epoch)
         start, trained, steps = time.perf_counter(), 0, len(loader)
         for i, (x, y, idx) in enumerate(loader):
             losses = nn.functional.cross_entropy(model(x), y, reduction="none")

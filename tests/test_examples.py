@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from frameworks import skip_in_cuda_venv
 
 PYTHON_DIR = Path(__file__).resolve().parent.parent / "python"
 
@@ -105,3 +106,28 @@ def test_importance_example(capsys, monkeypatch):
     assert float(ras[0][4]) == float(ras[0][5]) == 1.0  # nothing scored yet: uniform, weight 1
     low, high = float(ras[-1][4]), float(ras[-1][5])
     assert 0 < low < 1 < high <= 1 / 0.1  # scored: weights 1 / (N p_i), at most 1 / smoothing
+
+
+def framework_example(name, argv, capsys, monkeypatch):
+    """The epoch rows (epoch, trained, steps, last lr, ...) a framework example prints."""
+    skip_in_cuda_venv()
+    out = run_example(name, argv, capsys, monkeypatch)
+    return [line.split() for line in out.splitlines() if line.split() and line.split()[0].isdigit()]
+
+
+@pytest.mark.parametrize("name, argv", [
+    ("accelerate_example.py", ["--train-size", "512", "--test-size", "128"]),
+    ("lightning_example.py", ["--train-size", "512", "--test-size", "128"]),
+    ("transformers_example.py", ["--train-size", "512", "--accumulate", "3"]),
+])
+def test_framework_examples_prune_and_end_their_schedule(name, argv, capsys, monkeypatch, tmp_path):
+    if name == "transformers_example.py":
+        argv = [*argv, "--output-dir", str(tmp_path)]
+    rows = framework_example(name, ["--epochs", "4", "--batch", "64", *argv], capsys, monkeypatch)
+    trained = [int(r[1]) for r in rows]
+    assert [int(r[0]) for r in rows] == [0, 1, 2, 3]
+    assert trained[0] == trained[3] == 512 and all(t < 512 for t in trained[1:3])  # pruned, then the annealed epoch
+    batches = [-(-t // 64) for t in trained]
+    per_epoch = [-(-b // 3) for b in batches] if name == "transformers_example.py" else batches  # optimizer steps
+    assert [int(r[2]) for r in rows] == per_epoch  # each epoch's own length, the last accumulation stepped
+    assert float(rows[-1][3]) == 0.0  # the cosine ends with the last epoch

@@ -9,7 +9,8 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import dsampling_ext
-from dsampling_ext import IndexedDataset, MisclassifiedFilter, ProgressLR, PruningSampler, ScoreTable, weighted_mean
+from dsampling_ext import (IndexedDataset, MisclassifiedFilter, ProgressLR, ProgressScheduler, PruningSampler,
+                           ScoreTable, TableSampler, weighted_mean)
 from reference import table_select_reference
 
 
@@ -311,6 +312,23 @@ def test_progress_lr_ends_its_schedule_whatever_the_steps():
         ProgressLR(opt, 4, schedule="step")
 
 
+def test_progress_scheduler_is_progress_lr_as_an_lr_scheduler():
+    opt = torch.optim.SGD(nn.Linear(2, 2).parameters(), lr=0.1)
+    progress = [0.0]
+    schedule = ProgressScheduler(opt, 4, lambda: progress[0], schedule="linear")
+    assert isinstance(schedule, torch.optim.lr_scheduler.LRScheduler) and schedule.get_last_lr() == [0.1]
+    progress[0] = 1.0
+    opt.step()
+    schedule.step()  # no argument: the progress comes from the callable
+    assert schedule.get_last_lr() == [pytest.approx(0.075)] == [opt.param_groups[0]["lr"]]
+    state = schedule.state_dict()
+    resumed = ProgressScheduler(torch.optim.SGD(nn.Linear(2, 2).parameters(), lr=0.1), 4, lambda: 0.0, "linear")
+    resumed.load_state_dict(state)
+    assert resumed.get_last_lr() == [pytest.approx(0.075)]
+    with pytest.raises(TypeError, match="progress must be a callable"):
+        ProgressScheduler(opt, 4, 1.0)
+
+
 def test_indexed_dataset_shapes():
     base = TensorDataset(torch.arange(5).float(), torch.arange(5))
     assert IndexedDataset(base)[3] == (base[3][0], base[3][1], 3)
@@ -329,5 +347,47 @@ def test_indexed_dataset_shapes():
 
 
 def test_exported():
-    for name in ("ScoreTable", "PruningSampler", "TableSampler", "weighted_mean", "ProgressLR", "IndexedDataset"):
+    for name in ("ScoreTable", "PruningSampler", "TableSampler", "weighted_mean", "ProgressLR", "ProgressScheduler",
+                 "IndexedDataset"):
         assert name in dsampling_ext.__all__
+
+
+# --- what used to train everything without a word ----------------------------------------------
+
+
+def one_epoch(sampler, table, x, y, record=True):
+    model = nn.Linear(x.shape[1], 2)
+    for xb, yb, idx in DataLoader(IndexedDataset(TensorDataset(x, y)), batch_size=50, sampler=sampler):
+        if record:
+            table.record(idx, nn.functional.cross_entropy(model(xb), yb, reduction="none").detach())
+
+
+def test_an_epoch_iterated_again_without_set_epoch_warns():
+    x, y = linear_task()
+    table = ScoreTable(len(y))
+    sampler = PruningSampler(table, 4)
+    sampler.set_epoch(0)
+    one_epoch(sampler, table, x, y)
+    with pytest.warns(RuntimeWarning, match=r"epoch 0 is iterated again after its records: call sampler.set_epoch"):
+        one_epoch(sampler, table, x, y)
+
+
+def test_selecting_from_a_table_never_recorded_into_warns():
+    x, y = linear_task()
+    table = ScoreTable(len(y))
+    sampler = PruningSampler(table, 4)
+    sampler.set_epoch(0)
+    one_epoch(sampler, table, x, y, record=False)
+    with pytest.warns(RuntimeWarning, match=r"no losses were recorded in the table before epoch 1, so it keeps every"):
+        sampler.set_epoch(1)
+    assert len(sampler) == 600
+
+
+def test_an_epoch_past_the_samplers_epochs_is_refused():
+    table = ScoreTable(600)
+    sampler = PruningSampler(table, 4)  # anneal 0.125: epoch 3 is the full-data one
+    sampler.set_epoch(3)
+    with pytest.raises(ValueError, match=r"epoch must be below the sampler's epochs=4 .*, got 4"):
+        sampler.set_epoch(4)
+    table.record(torch.arange(600), torch.rand(600))
+    TableSampler(table, 2, anneal=0.0).set_epoch(5)  # no annealing: epochs places nothing

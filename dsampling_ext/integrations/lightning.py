@@ -1,0 +1,96 @@
+"""Lightning: a callback that runs a table sampler inside ``Trainer.fit`` (with
+:class:`dsampling_ext.ProgressScheduler` for an LR schedule that ends with the last epoch).
+
+What plain Lightning gets wrong with a sampler whose epochs change length: under DDP it wraps the
+sampler in a ``DistributedSamplerWrapper`` (``use_distributed_sampler=True``), which shards the
+sampler's shard again and freezes the epoch's length at the first epoch's; its batch count
+(``num_training_batches``), and with it the last step of a gradient accumulation, stays the
+first epoch's. :class:`TableSamplerCallback` keeps the sampler (it shards itself), gives it the
+trainer's world size and rank, and sets the batch count from the sampler each epoch.
+"""
+
+from __future__ import annotations
+
+import lightning.pytorch as pl
+from torch import Tensor
+
+from ..scores import TableSampler, weighted_mean
+
+__all__ = ["TableSamplerCallback"]
+
+
+class TableSamplerCallback(pl.Callback):
+    """Run a :class:`~dsampling_ext.TableSampler` (e.g. a PruningSampler) under ``Trainer.fit``.
+
+    Build the train DataLoader on ``callback.sampler`` over an
+    :class:`~dsampling_ext.IndexedDataset`, pass the callback to the Trainer, and return
+    ``callback.loss(indices, losses)`` from ``training_step``: it records the per-sample losses
+    in the table and returns their weighted mean. ``callback.progress`` drives a
+    :class:`~dsampling_ext.ProgressScheduler` (``"interval": "step"``). The table is the
+    callback's state, so a checkpoint taken at an epoch boundary resumes the run identically
+    (mid-epoch checkpoints are not covered: Lightning restarts a plain DataLoader's epoch).
+
+    Args:
+        sampler: the TableSampler of the train loader.
+    """
+
+    def __init__(self, sampler: TableSampler):
+        if not isinstance(sampler, TableSampler):
+            raise TypeError(f"sampler must be a dsampling_ext TableSampler (e.g. PruningSampler), got "
+                            f"{type(sampler).__name__}")
+        self.sampler = sampler
+        self._trainer = None
+        self._first_epoch_of_fit = False
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if stage != "fit":
+            return
+        if trainer.limit_train_batches != 1.0:
+            raise ValueError(f"limit_train_batches must be 1.0 with TableSamplerCallback (each epoch trains the "
+                             f"sampler's selection), got {trainer.limit_train_batches!r}")
+        self._trainer = trainer
+        # The sampler shards itself: Lightning's wrapper would shard it again and fix its length.
+        trainer._accelerator_connector.use_distributed_sampler = False
+        self.sampler.num_replicas, self.sampler.rank = trainer.world_size, trainer.global_rank
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        loader = trainer.train_dataloader
+        if getattr(loader, "sampler", None) is not self.sampler:
+            raise ValueError("the train DataLoader must be built with sampler=callback.sampler")
+        if len(loader.dataset) != self.sampler.table.num_samples:
+            raise ValueError(f"the train dataset holds {len(loader.dataset)} samples but the sampler's ScoreTable "
+                             f"{self.sampler.table.num_samples}: build the table with ScoreTable(len(dataset))")
+        self.sampler.set_epoch(trainer.current_epoch)  # Lightning set it already; the same epoch keeps its place
+        # Lightning reads the length once, before the first set_epoch of a fit, and caps every epoch
+        # at it; it has no public setter, so the cap and the batch count (which also decides the
+        # accumulation's last step) are set to this epoch's here.
+        fit_loop = trainer.fit_loop
+        batches = len(loader)
+        fit_loop._combined_loader.limits = [batches]
+        fit_loop.max_batches = batches
+        if self._first_epoch_of_fit and trainer.current_epoch > 0:
+            # a resumed fit's first epoch runs on the iterator made before set_epoch: make it again
+            iter(fit_loop._data_fetcher)
+        self._first_epoch_of_fit = False
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._first_epoch_of_fit = True
+
+    def loss(self, indices: Tensor, losses: Tensor) -> Tensor:
+        """Record the batch's per-sample losses and return their weighted mean (the loss to return)."""
+        self.sampler.table.record(indices, losses)
+        return weighted_mean(losses, self.sampler.weights(indices))
+
+    def progress(self) -> float:
+        """Epochs of training done, fractional: epoch + batches done / the epoch's batches."""
+        trainer = self._trainer
+        if trainer is None:
+            return 0.0
+        done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
+        return trainer.current_epoch + done / max(trainer.num_training_batches, 1)
+
+    def state_dict(self) -> dict:
+        return dict(table=self.sampler.table.state_dict())
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.sampler.table.load_state_dict(state_dict["table"])

@@ -1,0 +1,120 @@
+"""dsampling_ext.integrations.lightning: on two gloo processes (Lightning's DDP with its default
+use_distributed_sampler=True) the ranks together train exactly the sampler's selection each epoch,
+the batch count and accumulation follow each epoch's length, the progress schedule ends at the last
+step, and a run resumed from an epoch-boundary checkpoint ends with the uninterrupted run's weights."""
+
+import os
+
+import pytest
+
+from frameworks import free_port, gather, skip_in_cuda_venv
+
+skip_in_cuda_venv()
+
+import lightning.pytorch as pl
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from dsampling_ext import IndexedDataset, ProgressScheduler, PruningSampler, ScoreTable
+from dsampling_ext.integrations.lightning import TableSamplerCallback
+
+N, BATCH, EPOCHS, ACCUMULATE = 400, 20, 4, 3
+
+
+class Linear(pl.LightningModule):
+    def __init__(self, sampling):
+        super().__init__()
+        torch.manual_seed(0)
+        self.net = nn.Linear(6, 2)
+        self.sampling = sampling
+        self.selection, self.trained, self.batches, self.lrs = {}, {}, {}, []  # per epoch; lr after each batch
+
+    def train_dataloader(self):
+        g = torch.Generator().manual_seed(0)
+        x = torch.randn(N, 6, generator=g)
+        data = IndexedDataset(TensorDataset(x, (x[:, 0] + 0.5 * x[:, 1] > 0).long()))
+        return DataLoader(data, batch_size=BATCH, sampler=self.sampling.sampler)
+
+    def on_train_epoch_start(self):
+        self.selection[self.current_epoch] = self.sampling.sampler.indices.tolist()
+        self.batches[self.current_epoch] = self.trainer.num_training_batches
+
+    def training_step(self, batch, batch_idx):
+        x, y, idx = batch
+        self.trained.setdefault(self.current_epoch, []).extend(idx.tolist())
+        losses = nn.functional.cross_entropy(self.net(x), y, reduction="none")
+        return self.sampling.loss(idx, losses)
+
+    def on_train_batch_end(self, outputs, batch, batch_idx):
+        self.lrs.append(self.trainer.optimizers[0].param_groups[0]["lr"])
+
+    def configure_optimizers(self):
+        optimizer = torch.optim.SGD(self.parameters(), lr=0.1)
+        scheduler = ProgressScheduler(optimizer, EPOCHS, self.sampling.progress)
+        return dict(optimizer=optimizer, lr_scheduler=dict(scheduler=scheduler, interval="step"))
+
+
+def fit(max_epochs, devices=1, ckpt_path=None, accumulate=1):
+    sampling = TableSamplerCallback(PruningSampler(ScoreTable(N), EPOCHS, seed=3))
+    module = Linear(sampling)
+    trainer = pl.Trainer(max_epochs=max_epochs, accelerator="cpu", devices=devices,
+                         strategy="ddp" if devices > 1 else "auto", callbacks=[sampling], logger=False,
+                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                         accumulate_grad_batches=accumulate)
+    trainer.fit(module, ckpt_path=ckpt_path)
+    return trainer, module
+
+
+def ceil_div(a, b):
+    return -(-a // b)
+
+
+
+def worker(rank, port):
+    os.environ.update(WORLD_SIZE="2", RANK=str(rank), LOCAL_RANK=str(rank), NODE_RANK="0", MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    trainer, module = fit(EPOCHS, devices=2, accumulate=ACCUMULATE)
+    assert (module.sampling.sampler.num_replicas, module.sampling.sampler.rank) == (2, rank)
+    steps = 0
+    for epoch in range(EPOCHS):
+        selection = module.selection[epoch]
+        ranks = gather(module.trained[epoch])
+        assert sorted(set(ranks[0]) | set(ranks[1])) == selection  # the whole selection, sharded once
+        assert module.batches[epoch] == ceil_div(ceil_div(len(selection), 2), BATCH)  # this epoch's, not the first's
+        assert gather(selection)[0] == selection
+        steps += ceil_div(module.batches[epoch], ACCUMULATE)  # the epoch's last batch steps, whatever the remainder
+    assert [len(module.selection[e]) < N for e in range(EPOCHS)] == [False, True, True, False]
+    assert trainer.global_step == steps
+    assert module.lrs[-1] == pytest.approx(0.0, abs=1e-12) and module.lrs[0] > 0.09  # the cosine ends at the last step
+    weights = gather([p.detach().clone() for p in module.parameters()])
+    assert all(torch.equal(a, b) for a, b in zip(*weights))
+    dist.barrier()
+
+
+
+def test_two_gloo_ranks_train_the_whole_selection_with_live_epoch_lengths():
+    mp.spawn(worker, args=(free_port(),), nprocs=2, join=True)
+
+
+def test_a_checkpoint_at_an_epoch_boundary_resumes_the_uninterrupted_run(tmp_path):
+    _, whole = fit(EPOCHS)
+    first_trainer, first = fit(2)
+    first_trainer.save_checkpoint(tmp_path / "epoch2.ckpt")
+    _, resumed = fit(EPOCHS, ckpt_path=tmp_path / "epoch2.ckpt")
+    assert [resumed.selection[e] for e in (2, 3)] == [whole.selection[e] for e in (2, 3)]
+    assert [resumed.trained[e] for e in (2, 3)] == [whole.trained[e] for e in (2, 3)]
+    assert first.lrs + resumed.lrs == whole.lrs
+    for a, b in zip(resumed.parameters(), whole.parameters()):
+        assert torch.equal(a, b)
+
+
+def test_the_callback_refuses_a_table_of_another_size():
+    sampling = TableSamplerCallback(PruningSampler(ScoreTable(N - 1), EPOCHS))
+    trainer = pl.Trainer(max_epochs=1, accelerator="cpu", callbacks=[sampling], logger=False,
+                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    with pytest.raises(ValueError, match=f"the train dataset holds {N} samples but the sampler's ScoreTable {N - 1}"):
+        trainer.fit(Linear(sampling))
