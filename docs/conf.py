@@ -30,7 +30,9 @@ napoleon_use_rtype = False
 nitpicky = True
 nitpick_ignore_regex = [
     (r"py:class", r"[A-Z]|\d+|capacity"),
-    (r"py:(class|obj|func|meth|mod|exc|data)", r"(torch|numpy|np|typing|collections|tqdm)(\..*)?"),
+    (r"py:(class|obj|func|meth|mod|exc|data|attr)",
+     r"(torch|numpy|np|typing|collections|tqdm|lightning|transformers|accelerate)(\..*)?"),
+    (r"py:meth", r"get_last_lr"),  # torch's LRScheduler docstrings, inherited by ProgressScheduler
     (r"py:(class|obj)", r"(Tensor|Optional|Union|Callable|Iterable|Iterator|Any|Sequence|Mapping|Sampler|Dataset|DataLoader|nn\.Module|optional)"),
 ]
 

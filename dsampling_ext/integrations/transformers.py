@@ -43,7 +43,7 @@ class TableSamplerTrainer(Trainer):
         sampler: the TableSampler (e.g. PruningSampler) over the train dataset; its ``epochs`` must
             be ``args.num_train_epochs`` when it anneals.
         index_key: the batch key holding the dataset indices (IndexedDataset's default "index").
-        *args, **kwargs: as for ``transformers.Trainer``. ``args.max_steps`` must be unset (-1),
+        args, kwargs: the positional and keyword arguments of ``transformers.Trainer``. ``args.max_steps`` must be unset (-1),
             ``args.lr_scheduler_type`` one of linear, cosine, constant, and ``args.warmup_steps`` a
             ratio below 1 (epochs have no fixed number of steps); ``compute_loss_func`` is refused
             (override :meth:`per_sample_losses`).
