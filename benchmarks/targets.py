@@ -17,7 +17,14 @@ class Target:
 
 
 TARGETS: list[Target] = []
+#: Medians a benchmark measured itself, by (group, impl), in seconds: rows of benchmarks that
+#: interleave two loops in one timed run, which pytest-benchmark's one-function rows cannot hold.
+MEASURED: dict[tuple[str, str], float] = {}
 
 
 def target(group: str, impl: str, baseline: str, max_ratio: float, why: str) -> None:
     TARGETS.append(Target(group, impl, baseline, max_ratio, why))
+
+
+def measured(group: str, impl: str, median_seconds: float) -> None:
+    MEASURED[(group, impl)] = median_seconds

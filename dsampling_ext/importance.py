@@ -32,7 +32,7 @@ from torch.utils.data import Sampler
 from . import distributed, ops
 from ._validate import require_epoch, require_index_range, require_int, require_number, require_seed
 from .sampling import resolve_replicas
-from .scores import _index_tensor, _last_occurrence
+from .scores import _index_tensor, _last_occurrence, _lookup_weights
 
 __all__ = ["ImportanceSampler"]
 
@@ -240,12 +240,7 @@ class ImportanceSampler(Sampler[list]):
         (float32, on their device), for :func:`~dsampling_ext.weighted_mean`."""
         indices = _index_tensor("indices", indices)
         self._draw()
-        if indices.device.type == "cpu":
-            require_index_range("indices", indices, self.num_samples)
-        device = indices.device
-        if device not in self._lookup:
-            self._lookup[device] = self._lookup[torch.device("cpu")].to(device)
-        return self._lookup[device][indices]
+        return _lookup_weights(self._lookup, indices, self.num_samples)
 
     # ------------------------------------------------------------------ scores
 

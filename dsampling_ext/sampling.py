@@ -11,7 +11,7 @@ from typing import Iterator, Optional
 import torch
 import torch.distributed as dist
 from torch import Tensor
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import Dataset, Sampler, TensorDataset
 
 from ._validate import as_int, require_epoch, require_int, require_seed
 
@@ -205,6 +205,10 @@ class IndexedDataset(Dataset):
     ``(inputs, targets, indices)``, which every loader-consuming API of the library accepts,
     and the index is always the true dataset index, however the loader shuffles.
 
+    A DataLoader fetches a batch through :meth:`__getitems__`: from a ``TensorDataset`` with one
+    index op per tensor, from a dataset with its own ``__getitems__`` through that, else item by
+    item; the batches are the same in every case.
+
     Args:
         dataset: any map-style dataset (``__getitem__`` and ``__len__``).
         index_key: the key added to dict items (default "index").
@@ -230,7 +234,20 @@ class IndexedDataset(Dataset):
         return len(self.dataset)
 
     def __getitem__(self, index: int):
-        item = self.dataset[index]
+        return self._with_index(self.dataset[index], index)
+
+    def __getitems__(self, indices: list) -> list:
+        """The items of a batch of indices (what DataLoader's fetcher calls when it exists)."""
+        dataset = self.dataset
+        # a TensorDataset subclass with its own __getitem__ must have it called
+        if type(dataset).__getitem__ is TensorDataset.__getitem__:
+            rows = torch.as_tensor(indices)
+            return list(zip(*(t[rows].unbind(0) for t in dataset.tensors), indices))
+        getitems = getattr(dataset, "__getitems__", None)
+        items = getitems(indices) if callable(getitems) else [dataset[i] for i in indices]
+        return [self._with_index(item, index) for item, index in zip(items, indices)]
+
+    def _with_index(self, item, index):
         if isinstance(item, dict):
             if self.index_key in item:
                 raise ValueError(f"the dataset's items already hold the key {self.index_key!r}; pass another index_key")

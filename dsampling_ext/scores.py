@@ -39,6 +39,21 @@ def _index_tensor(name: str, value) -> Tensor:
     return value
 
 
+def _lookup_weights(by_device: dict, indices: Tensor, num_samples: int) -> Tensor:
+    """``weights[indices]`` from a sampler's per-index weights, kept per device (``by_device``:
+    device -> Tensor[N], copied from the CPU one at a device's first lookup). On the CPU an index
+    outside [0, N) is a ValueError naming ``indices`` (index_select refuses it, and only then is
+    the range read back); on CUDA a device assertion (no host sync)."""
+    weights = by_device.get(indices.device)
+    if weights is None:
+        weights = by_device[indices.device] = by_device[torch.device("cpu")].to(indices.device)
+    try:
+        return weights.index_select(0, indices)
+    except IndexError:
+        require_index_range("indices", indices, num_samples)
+        raise
+
+
 def _last_occurrence(idx: Tensor) -> tuple[Tensor, Tensor]:
     """(ordered, source): the indices sorted, and for each the position in ``idx`` of its index's
     last occurrence, so that writing ``values[source]`` at ``ordered`` gives every index its last
@@ -280,7 +295,8 @@ def weighted_mean(losses: Tensor, weights: Optional[Tensor] = None) -> Tensor:
     if not isinstance(weights, Tensor) or weights.shape != losses.shape:
         raise ValueError(f"weights must be a tensor of shape {tuple(losses.shape)}, got "
                          f"{tuple(weights.shape) if isinstance(weights, Tensor) else type(weights).__name__}")
-    return (losses * weights.to(device=losses.device, dtype=losses.dtype)).sum() / max(losses.numel(), 1)
+    # one dot product with the weights scaled by 1/B: a single autograd node, as in losses.mean()
+    return torch.dot(losses, weights.to(device=losses.device, dtype=losses.dtype) / max(losses.numel(), 1))
 
 
 #: Each table rule's own parameters and their defaults; the others are refused.
@@ -376,7 +392,7 @@ class TableSampler(ResumableSampler):
         self.epoch = 0
         self._key = repr(self)  # this configuration's entry in table.selections
         self._selection: Optional[tuple[int, Tensor, Tensor]] = None  # (epoch, kept indices, weights)
-        self._lookup: dict = {}  # device -> (per-index code, weight of each code)
+        self._lookup: dict = {}  # device -> every index's weight this epoch
 
     def __repr__(self) -> str:
         rule_params = "".join(f"{k}={getattr(self, k)!r}, " for k in _RULE_PARAMS[self.rule])
@@ -467,14 +483,12 @@ class TableSampler(ResumableSampler):
                 f"rank=0 when the framework shards, or use dsampling_ext.integrations")
 
     def _set_selection(self, selection: tuple[int, Tensor, Tensor]) -> None:
-        """Keep the epoch's selection, and a dense per-index code for O(1) weight lookups:
-        0 = not drawn, c = the c-th distinct weight (there are a handful)."""
+        """Keep the epoch's selection, and every index's weight for O(1) lookups (0 = not drawn)."""
         self._selection = selection
         _, kept, weights = selection
-        values, inverse = torch.unique(weights, return_inverse=True)
-        code = torch.zeros(self.table.num_samples, dtype=torch.uint8 if values.numel() < 256 else torch.int64)
-        code[kept] = (inverse + 1).to(code.dtype)
-        self._lookup = {torch.device("cpu"): (code, torch.cat([torch.zeros(1), values]))}
+        dense = torch.zeros(self.table.num_samples)
+        dense[kept] = weights
+        self._lookup = {torch.device("cpu"): dense}
 
     def _top_up(self, kept: Tensor, weights: Tensor) -> tuple[Tensor, Tensor]:
         """Add random unkept indices (weight 1) up to min_size: Philox-ranked, ties to the lower index."""
@@ -502,21 +516,16 @@ class TableSampler(ResumableSampler):
     def weights(self, indices: Tensor) -> Tensor:
         """Loss weights of these dataset indices in this epoch (float32, on their device).
 
-        A lookup in a per-index code (one byte per sample) made at selection. Checks on the CPU
-        that every index was drawn this epoch (a ValueError names the first that was not); CUDA
-        indices are looked up on the device without that check (no host sync).
+        A lookup in every index's weight (a float32 per sample, 0 for one not drawn) made at
+        selection. Checks on the CPU that every index was drawn this epoch (a ValueError names
+        the first that was not); CUDA indices are looked up on the device without that check
+        (no host sync).
         """
         indices = _index_tensor("indices", indices)
         self._select()
-        device = indices.device
-        if device not in self._lookup:
-            self._lookup[device] = tuple(t.to(device) for t in self._lookup[torch.device("cpu")])
-        code, values = self._lookup[device]
-        if device.type == "cpu":
-            require_index_range("indices", indices, self.table.num_samples)
-        found = code[indices].long()
-        if device.type == "cpu" and indices.numel() and not bool(found.all()):
+        weights = _lookup_weights(self._lookup, indices, self.table.num_samples)
+        if indices.device.type == "cpu" and not bool(weights.all()):
             raise ValueError(f"indices must be drawn by this sampler in epoch {self.epoch}; "
-                             f"{int(indices[found == 0][0])} was not")
-        return values[found]
+                             f"{int(indices[weights == 0][0])} was not")
+        return weights
 

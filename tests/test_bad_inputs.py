@@ -101,6 +101,8 @@ CASES = [
      r"beta is not used by rule='mean'"),
     ("PruningSampler: weights of an index out of range", lambda: d.PruningSampler(table(), 5).weights(torch.tensor([11])),
      ValueError, r"indices must be in \[0, 10\), got 11, range \[11, 11\]"),
+    ("PruningSampler: weights of a negative index", lambda: d.PruningSampler(table(), 5).weights(torch.tensor([3, -1])),
+     ValueError, r"indices must be in \[0, 10\), got -1, range \[-1, 3\]"),
     ("RandomSubsetSampler: fraction 1.5", lambda: d.RandomSubsetSampler(10, 1.5), ValueError,
      r"fraction as a fraction must be in \(0, 1\]"),
     ("RandomSubsetSampler: dataset size 0", lambda: d.RandomSubsetSampler(0, 0.5), ValueError,

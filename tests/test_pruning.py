@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader, TensorDataset, default_collate
 
 import dsampling_ext
 from dsampling_ext import (IndexedDataset, MisclassifiedFilter, ProgressLR, ProgressScheduler, PruningSampler,
@@ -292,6 +292,16 @@ def test_weighted_mean():
         weighted_mean(losses.mean(), torch.ones(1))
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.float16, torch.bfloat16], ids=str)
+def test_weighted_mean_gradient_is_weight_over_batch(dtype):
+    losses = torch.tensor([1.0, 2.0, 3.0, 4.0], dtype=dtype, requires_grad=True)
+    loss = weighted_mean(losses, torch.tensor([2.0, 1.0, 2.0, 1.0]))  # float32 weights, cast to the losses' dtype
+    loss.backward()
+    assert loss.dtype == dtype and float(loss.detach()) == (2 + 2 + 6 + 4) / 4  # exact: every term is a multiple of 1/4
+    assert torch.equal(losses.grad, torch.tensor([0.5, 0.25, 0.5, 0.25], dtype=dtype))
+    assert float(weighted_mean(torch.zeros(0), torch.zeros(0))) == 0.0
+
+
 def test_progress_lr_ends_its_schedule_whatever_the_steps():
     model = nn.Linear(2, 2)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
@@ -344,6 +354,55 @@ def test_indexed_dataset_shapes():
     assert IndexedDataset(Dicts(), index_key="idx")[0]["idx"] == 0
     with pytest.raises(TypeError, match="dataset must be a map-style dataset"):
         IndexedDataset(5)
+
+
+def columns(n):
+    g = torch.Generator().manual_seed(0)
+    return (torch.randn(n, 1, 4, generator=g), torch.randint(0, 10, (n,), generator=g),
+            torch.randint(0, 255, (n, 2, 2), generator=g).to(torch.uint8), torch.rand(n, generator=g).double() > 0.5)
+
+
+def test_indexed_dataset_fetches_a_batch_as_its_items_collate():
+    """DataLoader fetches through __getitems__ (one index op per TensorDataset tensor); its batches
+    are what the item-by-item path collates: same values, dtypes and shapes."""
+    data = IndexedDataset(TensorDataset(*columns(50)))
+    order = torch.randperm(50, generator=torch.Generator().manual_seed(1)).tolist()
+    batches = list(DataLoader(data, batch_size=16, sampler=order))
+    assert len(batches) == 4
+    for batch, first in zip(batches, range(0, 50, 16)):
+        want = default_collate([data[i] for i in order[first : first + 16]])
+        assert len(batch) == len(want) == 5
+        for got, expected in zip(batch, want):
+            assert got.dtype == expected.dtype and got.shape == expected.shape and torch.equal(got, expected)
+        assert batch[-1].tolist() == order[first : first + 16]
+
+
+def test_indexed_dataset_keeps_a_dataset_s_own_item_access():
+    class Doubled(TensorDataset):  # a subclass with its own __getitem__: not fetched as a TensorDataset
+        def __getitem__(self, i):
+            x, y = super().__getitem__(i)
+            return 2 * x, y
+
+    x, y = columns(8)[:2]
+    batch = next(iter(DataLoader(IndexedDataset(Doubled(x, y)), batch_size=8)))
+    assert torch.equal(batch[0], 2 * x) and torch.equal(batch[1], y) and batch[2].tolist() == list(range(8))
+
+    class Batched(torch.utils.data.Dataset):  # its own __getitems__ is what a batch is fetched with
+        calls = []
+
+        def __len__(self):
+            return 6
+
+        def __getitem__(self, i):
+            raise AssertionError("fetched one by one")
+
+        def __getitems__(self, indices):
+            self.calls.append(list(indices))
+            return [{"value": torch.tensor(float(i))} for i in indices]
+
+    batch = next(iter(DataLoader(IndexedDataset(Batched(), index_key="idx"), batch_size=3, sampler=[5, 0, 2])))
+    assert Batched.calls == [[5, 0, 2]]
+    assert batch["value"].tolist() == [5.0, 0.0, 2.0] and batch["idx"].tolist() == [5, 0, 2]
 
 
 def test_exported():

@@ -25,6 +25,7 @@ from dsampling_ext import (
     BatchAccumulator,
     DynamicPartitionSampler,
     ImportanceSampler,
+    IndexedDataset,
     LossHistogramSelector,
     MisclassifiedFilter,
     ProgressLR,
@@ -186,8 +187,9 @@ def run_method(method: str, data: ImageData, cfg: Config, seed: int, budget: Opt
     scheduler = _schedule(optimizer, cfg)
     loss_fn = nn.CrossEntropyLoss(reduction="none")
     n = len(data.train_y)
+    # what a user of the library writes: an IndexedDataset (batched fetch from a TensorDataset)
     dataset = (RandomShift(data.train_x, data.train_y, cfg.shift, seed) if cfg.shift
-               else TensorDataset(data.train_x, data.train_y, torch.arange(n)))
+               else IndexedDataset(TensorDataset(data.train_x, data.train_y)))
     order = torch.Generator().manual_seed(seed)
     timer = StageTimer()
     clock = TrainClock()
