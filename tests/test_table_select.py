@@ -204,6 +204,23 @@ def test_record_matches_reference(steps, classes, loss_dtype, index_dtype):
     assert torch.equal(table[0], want[0]) and torch.equal(table[1], want[1]) and torch.equal(table[2], want[2])
 
 
+def test_an_index_recorded_twice_in_one_call_keeps_its_last_record():
+    # Rows 0, 2 and 3 record index 1: loss, epoch and correctness all come from row 3 (the rule of
+    # ScoreTable.sync's replay; the CUDA twin must not mix fields of different rows).
+    scores, correct, seen = empty_table(4)
+    idx = torch.tensor([1, 2, 1, 1])
+    losses = torch.tensor([0.25, 0.5, 0.75, 1.5])
+    logits = torch.tensor([[0.0, 1.0], [1.0, 0.0], [2.0, 0.0], [0.0, 3.0]])  # argmax 1, 0, 0, 1
+    targets = torch.tensor([1, 0, 1, 0])  # right, right, wrong, wrong
+    ops.table_record_(scores, correct, seen, idx, losses, 5, logits, targets)
+    assert scores.tolist() == [0.0, 1.5, 0.5, 0.0]
+    assert correct.tolist() == [-1, 0, 1, -1]
+    assert seen.tolist() == [-1, 5, 5, -1]
+    ops.table_record_(scores, correct, seen, torch.tensor([1, 1]), torch.tensor([2.0, 0.125]), 6,
+                      torch.tensor([[0.0, 1.0], [1.0, 0.0]]), torch.tensor([1, 1]))
+    assert (scores[1].item(), correct[1].item(), seen[1].item()) == (0.125, 0, 6)
+
+
 @pytest.mark.parametrize("bad, match", [
     (dict(indices=torch.tensor([0, 50])), r"indices must be in \[0, 50\).*got 50 at index 1"),
     (dict(indices=torch.tensor([-1, 2])), r"indices must be in \[0, 50\).*got -1 at index 0"),
