@@ -141,7 +141,6 @@ def test_toolkit_version_gate(tmp_path):
         problem = _cuda_env.toolkit_problem(str(home))
         assert (problem is None) == ok, problem
     assert "older than the 12.8" in _cuda_env.toolkit_problem(str(tmp_path / "12.4"))
-    assert "7.5" in _cuda_env.DEFAULT_ARCH_LIST.split(";")
 
 
 def test_python_files_of_another_tree_warn_that_the_library_is_not_theirs(tmp_path):
@@ -192,13 +191,13 @@ def test_cuda_request_to_a_cpu_only_build_raises_cleanly(monkeypatch):
         ops._check_device("loss_histogram", "values", torch.device("cuda"))
 
 
-def test_default_arch_list_adds_ptx_for_newer_gpus(monkeypatch):
+def test_default_arch_list_has_turing_and_adds_ptx_for_newer_gpus(monkeypatch):
     from dsampling_ext import _cuda_env
 
     monkeypatch.delenv("TORCH_CUDA_ARCH_LIST", raising=False)
     monkeypatch.setenv("CUDA_HOME", os.environ.get("CUDA_HOME", ""))  # restored after the test
     _cuda_env.prepare_environment(gpu_visible=False)
-    assert os.environ["TORCH_CUDA_ARCH_LIST"] == "8.0;9.0+PTX"
+    assert os.environ["TORCH_CUDA_ARCH_LIST"] == "7.5;8.0;9.0+PTX"  # T4 (sm_75) gets native code
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks what make gpu-check says without a GPU")
