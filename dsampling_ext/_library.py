@@ -78,8 +78,9 @@ def _jit_build() -> Path:
                 f"dsampling_ext: torch {torch.__version__} sees a GPU but {problem}, so only the CPU kernels are "
                 f"built and CUDA tensors raise an error. For the CUDA kernels install a CUDA toolkit >= {low} "
                 f"matching torch's CUDA {torch.version.cuda} (NVIDIA's installer, or conda's cuda-nvcc and "
-                "cuda-cudart-dev), set CUDA_HOME to its root, and rebuild: pip install --no-build-isolation -e "
-                "<checkout> (or delete this JIT cache)", CudaKernelsMissingWarning, stacklevel=_user_stacklevel())
+                "cuda-cudart-dev) and set CUDA_HOME to its root: the next import JIT-builds the CUDA kernels too "
+                "(or build them once: pip install --no-build-isolation -e <checkout>)", CudaKernelsMissingWarning,
+                stacklevel=_user_stacklevel())
     build_dir = Path(os.environ.get("DSAMPLING_BUILD_DIR", csrc.parent / "build" / "jit"))
     name = "dsampling_jit_cuda" if with_cuda else "dsampling_jit_cpu"
     build_dir = build_dir / f"{name}-torch{torch.__version__}"
