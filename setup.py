@@ -3,7 +3,9 @@
 CUDA is built when a CUDA build of torch and a CUDA toolkit are both present (no GPU needed).
   DSAMPLING_FORCE_CUDA=1  require the CUDA build (fails clearly if it is impossible)
   DSAMPLING_FORCE_CPU=1   never build CUDA
-  TORCH_CUDA_ARCH_LIST    target architectures (default 8.0;9.0+PTX when no GPU is visible)
+  TORCH_CUDA_ARCH_LIST    target architectures (default 7.5;8.0;9.0+PTX when no GPU is visible)
+The toolkit must be CUDA >= 12.8 (_cuda_env.MIN_TOOLKIT); an older one is refused (forced) or
+left out with a message (auto), as is a missing one with a CUDA build of torch.
   NVCC_FLAGS, DEBUG=1     extra nvcc flags; -O0 -g builds
   DSAMPLING_SANITIZE=1    a CPU build with AddressSanitizer + UBSan, objects under build/asan
                           (`make sanitize`: run it with LD_PRELOAD of libasan)
@@ -11,6 +13,7 @@ CUDA is built when a CUDA build of torch and a CUDA toolkit are both present (no
 
 import importlib.util
 import os
+import sys
 from pathlib import Path
 
 import torch
@@ -30,13 +33,18 @@ def _want_cuda() -> bool:
     if force_cpu:
         return False
     home = cuda_env.prepare_environment(gpu_visible=torch.cuda.is_available())
-    if force_cuda:
-        if torch.version.cuda is None:
-            raise RuntimeError(f"DSAMPLING_FORCE_CUDA=1 needs a CUDA build of torch; this is {torch.__version__}")
-        if home is None:
-            raise RuntimeError("DSAMPLING_FORCE_CUDA=1 but no CUDA toolkit (nvcc) was found; set CUDA_HOME")
-        return True
-    return torch.version.cuda is not None and home is not None
+    if force_cuda and torch.version.cuda is None:
+        raise RuntimeError(f"DSAMPLING_FORCE_CUDA=1 needs a CUDA build of torch; this is {torch.__version__}")
+    if torch.version.cuda is None:
+        return False
+    problem = cuda_env.toolkit_problem(home)
+    if problem is not None:
+        if force_cuda:
+            raise RuntimeError(f"DSAMPLING_FORCE_CUDA=1 but {problem}")
+        print(f"dsampling_ext: building the CPU kernels only: torch {torch.__version__} is a CUDA build but {problem}",
+              file=sys.stderr)
+        return False
+    return True
 
 
 SANITIZE = os.environ.get("DSAMPLING_SANITIZE") == "1"

@@ -237,6 +237,85 @@ def run_sanitizer(tool_path: str, tool: str) -> tuple[bool, str, float]:
     return result.returncode == 0, "\n".join(summary + tail), elapsed
 
 
+def table_record_rows(dsampling_ext):
+    """table_record_ per training step (lane groups per row, the look-ahead for duplicates): batches of
+    256 to 4096 with logits of 10 and 1000 classes, against the composite a user would write."""
+    from dsampling_ext import ops
+
+    rows = []
+    n = 1_281_167
+    for batch, classes in ((256, 10), (1024, 1000), (4096, 10), (4096, 1000)):
+        g = torch.Generator().manual_seed(batch + classes)
+        idx_cpu = torch.randint(0, n, (batch,), generator=g)  # duplicates possible: the last record wins
+        losses_cpu = torch.rand(batch, generator=g)
+        logits_cpu = torch.randn(batch, classes, generator=g)
+        targets_cpu = torch.randint(0, classes, (batch,), generator=g)
+        tables = []
+        for device in ("cpu", DEVICE):
+            table = (torch.zeros(n, device=device), torch.full((n,), -1, dtype=torch.int8, device=device),
+                     torch.full((n,), -1, dtype=torch.int32, device=device))
+            ops.table_record_(*table, idx_cpu.to(device), losses_cpu.to(device), 1, logits_cpu.to(device),
+                              targets_cpu.to(device))
+            tables.append(table)
+        assert _equal(tables[0], tables[1]), ("table_record_", batch, classes)
+        table = tables[1]
+        idx, losses, logits, targets = (t.to(DEVICE) for t in (idx_cpu, losses_cpu, logits_cpu, targets_cpu))
+
+        def composite():
+            table[0][idx] = losses
+            table[1][idx] = (logits.argmax(1) == targets).to(torch.int8)
+            table[2][idx] = 1
+
+        rows.append((f"table_record_ B={batch} C={classes}",
+                     cuda_seconds(lambda: ops.table_record_(*table, idx, losses, 1, logits, targets)),
+                     cuda_seconds(composite),
+                     cuda_seconds(lambda: logits.clone())))
+    return rows
+
+
+def peak_bandwidth() -> tuple[float, str]:
+    """The GPU's memory bandwidth in bytes/s: from its memory clock and bus width (double data
+    rate) where torch reports them, else twice the bytes of a large device-to-device copy per second."""
+    props = torch.cuda.get_device_properties(0)
+    clock_khz, bus_bits = getattr(props, "memory_clock_rate", 0), getattr(props, "memory_bus_width", 0)
+    if clock_khz and bus_bits:
+        return 2.0 * clock_khz * 1e3 * bus_bits / 8, f"theoretical: {clock_khz / 1e6:.2f} GHz x {bus_bits} bits x 2"
+    src = torch.empty(2**28, dtype=torch.uint8, device=DEVICE)
+    dst = torch.empty_like(src)
+    return 2 * src.numel() / cuda_seconds(lambda: dst.copy_(src)), "measured: a 256 MiB device-to-device copy"
+
+
+def bandwidth_rows(dsampling_ext):
+    """(op, bytes it must move at least, median seconds) at N = 10^7: its inputs read once and its
+    outputs written once; a share of peak below 100% measures everything beyond that."""
+    from dsampling_ext import ops
+
+    n = 10_000_000
+    g = torch.Generator().manual_seed(7)
+    x = torch.empty(n).exponential_(generator=g).to(DEVICE)
+    k = ops.bin_count("sturges", n)
+    logits = torch.randn(n // 10, 10, generator=g).to(DEVICE)
+    labels = torch.randint(0, 10, (n // 10,), generator=g).to(DEVICE)
+    seen = torch.zeros(n, dtype=torch.int32, device=DEVICE)
+    kept, _ = ops.table_select(x, seen, 1, "mean")
+    return [
+        (f"loss_histogram N={n} float32 bins={k}", 4 * n + 8 * k + 4 * (k + 1),
+         cuda_seconds(lambda: dsampling_ext.loss_histogram(x, k))),
+        (f"argmax_mismatch {n // 10}x10 float32", 4 * n + 8 * (n // 10) + 9 * (n // 10) + 8,
+         cuda_seconds(lambda: dsampling_ext.argmax_mismatch(logits, labels))),
+        (f"table_select N={n} mean float32", 8 * n + 12 * kept.numel(),
+         cuda_seconds(lambda: ops.table_select(x, seen, 1, "mean"))),
+    ]
+
+
+def bandwidth_table(rows, peak: float) -> list[str]:
+    out = ["| op | bytes (min) | kernel | GB/s | share of peak |", "|---|---:|---:|---:|---:|"]
+    for op, nbytes, seconds in rows:
+        out.append(f"| {op} | {nbytes / 1e6:.1f} MB | {fmt(seconds)} | {nbytes / seconds / 1e9:.0f} | "
+                   f"{100 * nbytes / seconds / peak:.0f}% |")
+    return out
+
+
 def kernel_table(rows) -> list[str]:
     out = ["| group | kernel | composite | kernel / composite | d2d copy | kernel / copy |",
            "|---|---:|---:|---:|---:|---:|"]
@@ -295,9 +374,15 @@ def main() -> int:
                "copy of the kernel's input, the bandwidth floor. Each kernel's output was first checked against "
                "its CPU twin.", ""]
     rows = []
-    for group in (loss_histogram_rows, histogram_select_rows, argmax_mismatch_rows, philox_rows):
+    for group in (loss_histogram_rows, histogram_select_rows, argmax_mismatch_rows, philox_rows, table_record_rows):
         rows += group(dsampling_ext)
     report += kernel_table(rows) + [""]
+    peak, source = peak_bandwidth()
+    report += ["## Bandwidth at N = 10^7", "",
+               f"Bytes each op must move at least (inputs read once, outputs written once) per median call, as a share "
+               f"of the GPU's peak memory bandwidth ({peak / 1e9:.0f} GB/s, {source}). loss_histogram reads its input "
+               "twice (range, then counts), so 50% is its ceiling; table_select syncs twice (docs/cuda_notes.md).", ""]
+    report += bandwidth_table(bandwidth_rows(dsampling_ext), peak) + [""]
     report += ["## Partition ops: CPU or GPU", "",
                "Median time per call of the in-place ops (CPU: wall clock, CUDA: events), and a full torch.randperm(N) "
                "on either device for scale.", ""]

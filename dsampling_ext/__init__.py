@@ -1,6 +1,6 @@
 """dsampling_ext: fused C++/CUDA kernels that decide which samples get a backward pass."""
 
-from ._library import ForeignBuildWarning, JitBuildWarning, load as _load
+from ._library import CudaKernelsMissingWarning, ForeignBuildWarning, JitBuildWarning, load as _load
 
 _load()
 
@@ -47,6 +47,7 @@ def build_info() -> dict:
 
 __all__ = [
     "BatchAccumulator",
+    "CudaKernelsMissingWarning",
     "DynamicPartitionSampler",
     "ForeignBuildWarning",
     "ImportanceSampler",

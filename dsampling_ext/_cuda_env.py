@@ -10,9 +10,16 @@ import glob
 import os
 import re
 import shutil
+import subprocess
 from pathlib import Path
 
-DEFAULT_ARCH_LIST = "8.0;9.0+PTX"
+# Turing (T4), Ampere and Hopper code plus Hopper PTX, for builds that see no GPU (Docker, CI).
+DEFAULT_ARCH_LIST = "7.5;8.0;9.0+PTX"
+
+#: The oldest CUDA toolkit the kernels are built with: its CCCL (2.7) is the first whose cub
+#: DeviceSelect / DevicePartition take 64-bit item counts (NVIDIA/cccl#2400). With an older one,
+#: argmax_mismatch and table_select would silently truncate N >= 2**31.
+MIN_TOOLKIT = (12, 8)
 
 
 def _is_toolkit_root(path: Path) -> bool:
@@ -47,12 +54,38 @@ def find_cuda_home() -> str | None:
     return None
 
 
+def toolkit_version(home: str) -> tuple[int, int] | None:
+    """(major, minor) of the toolkit's nvcc ("release 13.0" in ``nvcc --version``), or None."""
+    try:
+        out = subprocess.run([str(Path(home) / "bin" / "nvcc"), "--version"], capture_output=True, text=True,
+                             timeout=60).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    found = re.search(r"release (\d+)\.(\d+)", out)
+    return (int(found.group(1)), int(found.group(2))) if found else None
+
+
+def toolkit_problem(home: str | None) -> str | None:
+    """Why the CUDA kernels cannot be built with this toolkit root (None: they can)."""
+    if home is None:
+        return "no CUDA toolkit (nvcc) was found (set CUDA_HOME to its root)"
+    version = toolkit_version(home)
+    if version is None:
+        return f"the version of {home}/bin/nvcc could not be read"
+    if version < MIN_TOOLKIT:
+        return (f"the CUDA toolkit at {home} is {version[0]}.{version[1]}, older than the "
+                f"{MIN_TOOLKIT[0]}.{MIN_TOOLKIT[1]} the kernels need (its cub takes 64-bit item counts, "
+                "NVIDIA/cccl#2400; older ones would truncate N >= 2**31)")
+    return None
+
+
 def prepare_environment(gpu_visible: bool) -> str | None:
     """Set CUDA_HOME and a default TORCH_CUDA_ARCH_LIST; return the toolkit root.
 
     Without a visible GPU torch cannot infer the architectures (it raises an IndexError), so an
-    unset TORCH_CUDA_ARCH_LIST defaults to Ampere and Hopper code plus Hopper PTX, which newer GPUs
-    compile just in time instead of failing with "no kernel image is available".
+    unset TORCH_CUDA_ARCH_LIST defaults to DEFAULT_ARCH_LIST: Turing (T4), Ampere and Hopper code
+    plus Hopper PTX, which newer GPUs compile just in time instead of failing with "no kernel
+    image is available".
     """
     home = find_cuda_home()
     if home is not None:

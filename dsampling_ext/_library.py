@@ -26,6 +26,11 @@ class JitBuildWarning(UserWarning):
     """The compiled extension was missing and was built just in time (or loaded from that cache)."""
 
 
+class CudaKernelsMissingWarning(UserWarning):
+    """torch can use a GPU but the CUDA kernels could not be built (no CUDA toolkit, or one too
+    old): the JIT build compiled the CPU kernels only, and CUDA tensors raise an error."""
+
+
 class ForeignBuildWarning(UserWarning):
     """The compiled kernels loaded belong to another source tree than the Python files."""
 
@@ -63,9 +68,19 @@ def _jit_build() -> Path:
     with_cuda = torch.cuda.is_available() and torch.version.cuda is not None
     if with_cuda:
         home = _cuda_env.prepare_environment(gpu_visible=True)
-        if home is None:
-            raise ImportError("dsampling_ext: CUDA is available but no CUDA toolkit (nvcc) was found; set CUDA_HOME")
-        cpp_extension.CUDA_HOME = home
+        problem = _cuda_env.toolkit_problem(home)
+        if problem is None:
+            cpp_extension.CUDA_HOME = home
+        else:  # pip's CUDA torch comes without nvcc: the CPU kernels still work
+            with_cuda = False
+            low = ".".join(map(str, _cuda_env.MIN_TOOLKIT))
+            warnings.warn(
+                f"dsampling_ext: torch {torch.__version__} sees a GPU but {problem}, so only the CPU kernels are "
+                f"built and CUDA tensors raise an error. For the CUDA kernels install a CUDA toolkit >= {low} "
+                f"matching torch's CUDA {torch.version.cuda} (NVIDIA's installer, or conda's cuda-nvcc and "
+                "cuda-cudart-dev) and set CUDA_HOME to its root: the next import JIT-builds the CUDA kernels too "
+                "(or build them once: pip install --no-build-isolation -e <checkout>)", CudaKernelsMissingWarning,
+                stacklevel=_user_stacklevel())
     build_dir = Path(os.environ.get("DSAMPLING_BUILD_DIR", csrc.parent / "build" / "jit"))
     name = "dsampling_jit_cuda" if with_cuda else "dsampling_jit_cpu"
     build_dir = build_dir / f"{name}-torch{torch.__version__}"

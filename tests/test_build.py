@@ -82,6 +82,67 @@ def test_jit_build_path_builds_loads_and_says_so():
     assert "JIT-building" not in runs[1]["warnings"][0][0]
 
 
+# A GPU machine with pip's CUDA torch and no CUDA toolkit, simulated: torch says a GPU is there and
+# that it is a CUDA build, and the toolkit search finds nothing (patched before the package loads).
+NO_TOOLKIT_SCRIPT = """
+import importlib.util, json, sys, warnings
+import torch
+torch.cuda.is_available = lambda: True
+torch.version.cuda = "13.0"
+spec = importlib.util.spec_from_file_location("dsampling_ext._cuda_env", "dsampling_ext/_cuda_env.py")
+cuda_env = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(cuda_env)
+cuda_env.find_cuda_home = lambda: None
+sys.modules["dsampling_ext._cuda_env"] = cuda_env
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    import dsampling_ext
+counts, _ = dsampling_ext.loss_histogram(torch.tensor([0.0, 1.0, 1.0, 3.0]), 3)
+try:
+    dsampling_ext.ops._check_device("loss_histogram", "values", torch.device("cuda"))
+    cuda_error = None
+except RuntimeError as error:
+    cuda_error = str(error)
+print(json.dumps({"info": dsampling_ext.build_info(), "counts": counts.tolist(), "cuda_error": cuda_error,
+                  "warnings": [(w.category.__name__, str(w.message)) for w in caught
+                               if issubclass(w.category, UserWarning) and "dsampling_ext" in str(w.message)]}))
+"""
+
+
+@pytest.mark.timeout(900 + 60)
+def test_a_gpu_without_a_cuda_toolkit_gets_the_cpu_kernels_and_a_warning():
+    # It used to raise ImportError, leaving even the CPU kernels unusable. The JIT cache is the one
+    # test_jit_build_path_builds_loads_and_says_so fills (the CPU kernels), so this mostly loads it.
+    env = dict(os.environ, DSAMPLING_FORCE_JIT="1", DSAMPLING_BUILD_DIR=str(REPO / "build" / "jit-test"),
+               PYTHONPATH=str(REPO))
+    result = subprocess.run([sys.executable, "-c", NO_TOOLKIT_SCRIPT], cwd=REPO, env=env, capture_output=True,
+                            text=True, timeout=900)
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert out["info"]["path"] == "jit" and out["info"]["cuda"] is False
+    assert out["counts"] == [1, 2, 1]
+    [missing] = [m for c, m in out["warnings"] if c == "CudaKernelsMissingWarning"]
+    assert "no CUDA toolkit (nvcc) was found" in missing and "only the CPU kernels are built" in missing
+    assert "install a CUDA toolkit >= 12.8" in missing and "CUDA_HOME" in missing
+    assert "built without CUDA kernels" in out["cuda_error"]
+
+
+def test_toolkit_version_gate(tmp_path):
+    from dsampling_ext import _cuda_env
+
+    assert _cuda_env.toolkit_problem(None).startswith("no CUDA toolkit")
+    for release, ok in (("12.4", False), ("12.8", True), ("13.0", True)):
+        home = tmp_path / release
+        (home / "bin").mkdir(parents=True)
+        nvcc = home / "bin" / "nvcc"
+        nvcc.write_text(f"#!/bin/sh\necho 'Cuda compilation tools, release {release}, V{release}.1'\n")
+        nvcc.chmod(0o755)
+        assert _cuda_env.toolkit_version(str(home)) == tuple(map(int, release.split(".")))
+        problem = _cuda_env.toolkit_problem(str(home))
+        assert (problem is None) == ok, problem
+    assert "older than the 12.8" in _cuda_env.toolkit_problem(str(tmp_path / "12.4"))
+
+
 def test_python_files_of_another_tree_warn_that_the_library_is_not_theirs(tmp_path):
     # A second source tree on PYTHONPATH, without its own build: the editable install's finder
     # (or an installed copy) supplies dsampling_ext._C from this checkout. Import must say so.
@@ -130,13 +191,13 @@ def test_cuda_request_to_a_cpu_only_build_raises_cleanly(monkeypatch):
         ops._check_device("loss_histogram", "values", torch.device("cuda"))
 
 
-def test_default_arch_list_adds_ptx_for_newer_gpus(monkeypatch):
+def test_default_arch_list_has_turing_and_adds_ptx_for_newer_gpus(monkeypatch):
     from dsampling_ext import _cuda_env
 
     monkeypatch.delenv("TORCH_CUDA_ARCH_LIST", raising=False)
     monkeypatch.setenv("CUDA_HOME", os.environ.get("CUDA_HOME", ""))  # restored after the test
     _cuda_env.prepare_environment(gpu_visible=False)
-    assert os.environ["TORCH_CUDA_ARCH_LIST"] == "8.0;9.0+PTX"
+    assert os.environ["TORCH_CUDA_ARCH_LIST"] == "7.5;8.0;9.0+PTX"  # T4 (sm_75) gets native code
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks what make gpu-check says without a GPU")

@@ -102,6 +102,21 @@ def test_pmf_selects_exactly_the_bins_denser_than_uniform():
     assert torch.equal(keep, (values == 0.5) | (values == 2.5) | (values == 4.5))
 
 
+@pytest.mark.parametrize("clip_sigma", [None, 1.0])
+@pytest.mark.parametrize("bins", [1, 3, "sturges"])
+def test_a_constant_history_whose_widening_rounds_away_is_one_full_last_bin(clip_sigma, bins):
+    # 2**53 - 0.5 and 2**53 + 0.5 round back to 2**53 in float64: every edge equals the value and
+    # numpy's position is 0 / 0. The value lies in the last bin (edges[k-1] <= v <= edges[k]),
+    # which holds the whole history: p = 1. (The bin lookup used to read edges[-1], and the CPU
+    # count cast the NaN position to int.)
+    history, state = make_state(64, torch.float64)
+    big = torch.full((40,), 2.0**53, dtype=torch.float64)
+    dsampling_ext.histogram_select(history, state, big, clip_sigma=clip_sigma, bins=bins)
+    keep, p = dsampling_ext.histogram_select(history, state, big[:3], clip_sigma=clip_sigma, bins=bins,
+                                             keep_fraction=1.0)
+    assert p.tolist() == [1.0, 1.0, 1.0] and keep.tolist() == [True, True, True]
+
+
 def test_cdf_rule_is_selective_backprops_percentile_power():
     # history [1, 2, 2, 3]: percentileofscore(kind="rank")/100 = 0.25, 0.625, 0.625, 1.0.
     history, state = make_state(8)

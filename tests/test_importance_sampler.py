@@ -307,3 +307,24 @@ def test_stateful_dataloader_resumes_mid_epoch(workers):
     whole, resumed = stateful_resume(loader)
     assert len(whole) == 11
     assert resumed == whole
+
+
+def test_each_rank_takes_its_slice_of_every_global_draw():
+    # num_replicas=3 without a process group: step b's global draw is indices [b*3*B, (b+1)*3*B) of
+    # one weighted_sample call (uniform before any score), rank r its r-th B-slice.
+    n, batch, world = 50, 4, 3
+    groups = torch.arange(n) % 2
+    samplers = [ImportanceSampler(n, groups, batch, seed=9, num_replicas=world, rank=r) for r in range(world)]
+    for s in samplers:
+        s.set_epoch(2)
+    p = samplers[0].epoch_probabilities
+    assert torch.allclose(p, torch.full((n,), 1.0 / n, dtype=torch.float64), rtol=1e-15, atol=0)
+    assert all(torch.equal(s.epoch_probabilities, p) for s in samplers)
+    steps = len(samplers[0])
+    draw, _ = ops.weighted_sample(p, steps * batch * world, 9, 2)
+    for r, s in enumerate(samplers):
+        got = list(s)
+        assert len(got) == steps
+        for b, indices in enumerate(got):
+            start = b * batch * world + r * batch
+            assert indices == draw[start : start + batch].tolist()

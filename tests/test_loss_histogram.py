@@ -172,10 +172,37 @@ def test_rejects_bad_arguments(values, kwargs, error, match):
 
 
 @pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
-@pytest.mark.parametrize("range", [None, (0.0, 1.0)])
-def test_rejects_non_finite_values(bad, range):
+def test_rejects_non_finite_values_without_a_range(bad):
     with pytest.raises(RuntimeError, match="values must be finite"):
-        dsampling_ext.loss_histogram(torch.tensor([0.5, bad, 0.25]), 3, range)
+        dsampling_ext.loss_histogram(torch.tensor([0.5, bad, 0.25]), 3)
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+@pytest.mark.parametrize("dtype", NUMPY_DTYPES, ids=str)
+@pytest.mark.parametrize("bins", [3, "sturges"])
+def test_non_finite_values_outside_a_range_are_not_counted_as_numpy(bad, dtype, bins):
+    # numpy.histogram(range=...) leaves NaN and +-Inf out of the counts (outside the range); so do
+    # both devices (the CUDA twin always did; the CPU used to raise).
+    values = torch.tensor([0.5, bad, 0.25, 1.0, bad], dtype=dtype)
+    assert_matches_numpy(values, bins, (0.0, 1.0))
+    counts, _ = dsampling_ext.loss_histogram(values, bins, (0.0, 1.0))
+    assert counts.sum().item() == 3
+
+
+@pytest.mark.parametrize("dtype,value", [(torch.float16, 2048.0), (torch.float32, 2.0**24), (torch.float64, 2.0**53),
+                                         (torch.bfloat16, 256.0)], ids=str)
+@pytest.mark.parametrize("bins", [1, 4, "sturges"])
+def test_a_constant_whose_widening_rounds_away_is_numpys_too_many_bins(dtype, value, bins):
+    # value +- 0.5 rounds back to value: every edge is equal. numpy raises "Too many bins for data
+    # range"; so does the CPU (the CUDA twin, which cannot raise without a host sync, gives NaN
+    # edges and zero counts; tests/cuda), with or without a range.
+    values = torch.full((5,), value, dtype=dtype)
+    if dtype != torch.bfloat16:
+        with pytest.raises(ValueError, match="Too many bins"):
+            np.histogram(values.numpy(), bins=bins)
+    for range in (None, (value, value)):
+        with pytest.raises(RuntimeError, match="edges repeat"):
+            dsampling_ext.loss_histogram(values, bins, range)
 
 
 def test_kernel_checks_match_wrapper_checks():

@@ -344,6 +344,23 @@ def test_fit_model_takes_the_input_of_the_last_linear_by_default():
         assert torch.equal(module.centroids, PrototypeSelection(0.5).fit(model[0](x), y).centroids)
 
 
+def test_fit_model_keeps_the_first_row_of_an_index_embedded_twice():
+    # An index the loader gives twice (augmented twice, padded shards) counts once, with the row
+    # of its first occurrence. The model's last Linear takes x itself, so the embeddings are x.
+    x, y = clustered(60, 6, 3, seed=21)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(6, 3))
+    augmented = x[[5, 17]] + 100.0
+    batches = [(x[:30], y[:30], torch.arange(30)), (augmented, y[[5, 17]], torch.tensor([5, 17])),
+               (x[30:], y[30:], torch.arange(30, 60))]
+    sel = PrototypeSelection(0.5).fit_model(model, batches, progress=False)
+    want = PrototypeSelection(0.5).fit(x, y)
+    assert torch.equal(sel.centroids, want.centroids) and torch.equal(sel.sq_distances, want.sq_distances)
+    assert torch.equal(sel.easy_indices, want.easy_indices) and torch.equal(sel.hard_indices, want.hard_indices)
+    first_seen_late = [(augmented[:1], y[5:6], torch.tensor([5])), *batches[:1], *batches[2:]]
+    late = PrototypeSelection(0.5).fit_model(model, first_seen_late, progress=False)
+    assert not torch.equal(late.centroids, want.centroids)  # there the augmented row came first
+
+
 class Probe(nn.Module):
     """Records the mode of every forward it sees."""
 

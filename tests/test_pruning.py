@@ -241,6 +241,22 @@ def test_filter_fallback_tops_up_to_the_batch_size():
     assert torch.equal(sampler.weights(kept), torch.ones(32))
 
 
+def test_top_up_adds_unkept_indices_ranked_by_the_fill_stream():
+    # Scores 0..49: the mean rule's candidates are 0..24 (below 24.5), all dropped with prune=1.0;
+    # 25..49 are kept. min_size=40 adds 15 of 0..24: the lowest uniforms of the fill stream
+    # (philox_uniform at offset 2**41 + epoch, not the shuffle's 2**40 + epoch), never a kept index.
+    table = ScoreTable(50)
+    table.record(torch.arange(50), torch.arange(50.0))
+    sampler = PruningSampler(table, 10, prune=1.0, reweight=False, anneal=0.0, min_size=40, seed=7)
+    sampler.set_epoch(1)
+    u = dsampling_ext.philox_uniform(50, 7, 2**41 + 1)
+    extra = sorted(sorted(range(25), key=lambda i: (u[i].item(), i))[:15])
+    kept = sampler.indices
+    assert kept.tolist() == extra + list(range(25, 50))
+    assert kept.unique().numel() == 40
+    assert torch.equal(sampler.weights(kept), torch.ones(40))
+
+
 def test_record_errors_name_the_argument():
     table = ScoreTable(10)
     with pytest.raises(ValueError, match=r"losses must have shape \(3,\) \(one per index: use reduction='none'\)"):
@@ -450,3 +466,34 @@ def test_an_epoch_past_the_samplers_epochs_is_refused():
         sampler.set_epoch(4)
     table.record(torch.arange(600), torch.rand(600))
     TableSampler(table, 2, anneal=0.0).set_epoch(5)  # no annealing: epochs places nothing
+
+
+def test_sync_replays_the_gathered_records_in_rank_order(monkeypatch):
+    # One process standing for rank 1 of two: the fake all-gather puts rank 0's log (hand-written)
+    # before this rank's own, as the real one does. Hand-computed table: index 1's last record is
+    # this rank's 11.0 (wrong), index 3's is this rank's 13.0, whose record has no logits, so its
+    # correctness stays that of rank 0's record with logits (right); index 4 keeps 15.0 with the
+    # correctness of its record with logits (right); a non-finite loss is not replayed (index 5).
+    from dsampling_ext import distributed
+
+    rank0 = [torch.tensor([1, 3, 1, 5]), torch.tensor([1.0, 3.0, 2.0, math.nan]), torch.tensor([1, 1, -1, 1], dtype=torch.int8),
+             torch.tensor([2, 2, 2, 2], dtype=torch.int32)]
+    gathered = []
+
+    def all_gather_cat(tensor):
+        other = rank0[len(gathered)]
+        gathered.append(tensor)
+        return torch.cat([other.to(tensor.dtype), tensor]), other.numel()
+
+    monkeypatch.setattr(distributed, "active", lambda: True)
+    monkeypatch.setattr(distributed, "all_gather_cat", all_gather_cat)
+    table = ScoreTable(6)
+    table.set_epoch(3)
+    right, wrong = torch.tensor([[5.0, 0.0]]), torch.tensor([[0.0, 5.0]])
+    table.record(torch.tensor([1, 4]), torch.tensor([11.0, 14.0]), torch.cat([wrong, right]), torch.tensor([0, 0]))
+    table.record(torch.tensor([4, 3]), torch.tensor([15.0, 13.0]))
+    table.sync()
+    assert len(gathered) == 4
+    assert table.scores.tolist() == [0.0, 11.0, 0.0, 13.0, 15.0, 0.0]
+    assert table.correct.tolist() == [-1, 0, -1, 1, 1, -1]
+    assert table.seen_epoch.tolist() == [-1, 3, -1, 3, 3, -1]

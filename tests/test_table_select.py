@@ -204,6 +204,23 @@ def test_record_matches_reference(steps, classes, loss_dtype, index_dtype):
     assert torch.equal(table[0], want[0]) and torch.equal(table[1], want[1]) and torch.equal(table[2], want[2])
 
 
+def test_an_index_recorded_twice_in_one_call_keeps_its_last_record():
+    # Rows 0, 2 and 3 record index 1: loss, epoch and correctness all come from row 3 (the rule of
+    # ScoreTable.sync's replay; the CUDA twin must not mix fields of different rows).
+    scores, correct, seen = empty_table(4)
+    idx = torch.tensor([1, 2, 1, 1])
+    losses = torch.tensor([0.25, 0.5, 0.75, 1.5])
+    logits = torch.tensor([[0.0, 1.0], [1.0, 0.0], [2.0, 0.0], [0.0, 3.0]])  # argmax 1, 0, 0, 1
+    targets = torch.tensor([1, 0, 1, 0])  # right, right, wrong, wrong
+    ops.table_record_(scores, correct, seen, idx, losses, 5, logits, targets)
+    assert scores.tolist() == [0.0, 1.5, 0.5, 0.0]
+    assert correct.tolist() == [-1, 0, 1, -1]
+    assert seen.tolist() == [-1, 5, 5, -1]
+    ops.table_record_(scores, correct, seen, torch.tensor([1, 1]), torch.tensor([2.0, 0.125]), 6,
+                      torch.tensor([[0.0, 1.0], [1.0, 0.0]]), torch.tensor([1, 1]))
+    assert (scores[1].item(), correct[1].item(), seen[1].item()) == (0.125, 0, 6)
+
+
 @pytest.mark.parametrize("bad, match", [
     (dict(indices=torch.tensor([0, 50])), r"indices must be in \[0, 50\).*got 50 at index 1"),
     (dict(indices=torch.tensor([-1, 2])), r"indices must be in \[0, 50\).*got -1 at index 0"),
@@ -256,3 +273,32 @@ def test_unscored_nan_is_ignored():
     scores = torch.tensor([float("nan"), 1.0, 2.0])
     idx, _ = ops.table_select(scores, torch.tensor([-1, 0, 0], dtype=torch.int32), 1, "mean", prune=1.0, reweight=False)
     assert idx.tolist() == [0, 2]
+
+
+# ----------------------------------------------------------------------------- pinned boundaries
+
+
+def test_a_uniform_of_exactly_zero_is_not_below_a_zero_keep_probability():
+    # Philox gives exactly 0.0 at (seed 0, offset 20, element 394791): with prune=1.0 (q = 0) a
+    # candidate is kept iff u < 0, never; `u <= q` would keep that one.
+    n = 394_792
+    assert ops.philox_uniform(n, 0, 20)[-1].item() == 0.0
+    scores = torch.zeros(n)
+    scores[0] = 1.0  # mean 1/n: every other index is a candidate (0 < mean), index 0 is not
+    seen = torch.zeros(n, dtype=torch.int32)
+    kept, weights = ops.table_select(scores, seen, 1, "mean", prune=1.0, reweight=False, seed=0, offset=20)
+    assert kept.tolist() == [0] and weights.tolist() == [1.0]
+
+
+def test_pmf_candidates_are_bins_strictly_denser_than_the_threshold():
+    # 16 scored values in 4 bins over [0, 4]: 2, 6, 4, 4 values, PMF 2/16 = 0.125 exactly, 0.375,
+    # 0.25, 0.25. With threshold 0.125 the first bin is not a candidate (PMF > threshold, not >=):
+    # prune=1.0 drops every candidate, so exactly the first bin's two indices are kept.
+    scores = torch.tensor([0.0, 0.5] + [1.5] * 6 + [2.5] * 4 + [3.0, 3.25, 3.5, 4.0], dtype=torch.float64)
+    counts, edges = ops.loss_histogram(scores, 4)
+    assert counts.tolist() == [2, 6, 4, 4] and edges.tolist() == [0.0, 1.0, 2.0, 3.0, 4.0]
+    seen = torch.zeros(16, dtype=torch.int32)
+    kept, _ = ops.table_select(scores, seen, 1, "pmf", prune=1.0, reweight=False, bins=4, threshold=2 / 16)
+    assert kept.tolist() == [0, 1]
+    kept, _ = ops.table_select(scores, seen, 1, "pmf", prune=1.0, reweight=False, bins=4, threshold=0.124)
+    assert kept.tolist() == []

@@ -221,6 +221,7 @@ def test_samplers_resume_mid_epoch_where_they_stopped(name, stop):
     resumed = make()
     resumed.load_state_dict(state)
     resumed.set_epoch(2)  # a loop calls it again on resume: the position of the same epoch stays
+    assert resumed.position == stop and resumed.state_dict()["position"] == stop
     assert first + list(resumed) == expected
     assert resumed.state_dict()["position"] == 0  # a state saved at the epoch's end resumes nothing of it
     assert list(resumed) == expected  # the next iteration is a whole epoch again

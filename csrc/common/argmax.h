@@ -2,7 +2,10 @@
 // CUDA kernels of argmax_mismatch.
 //
 // argmax: the first index of the maximum; NaN counts as larger than any number (the first NaN
-// wins), as in torch.argmax. A RowState holds the best value, its index and the runner-up; merge
+// wins), as in torch.argmax. Values are compared in V = Compare<T>::type, T's own precision
+// widened only as far as needed (float32 for float16/bfloat16/float32, float64 for float64): the
+// order is exact there and GPUs with weak float64 (L4, L40, RTX) compare at float32 speed. Only the
+// margin's softmax sum below runs in float64. A RowState holds the best value, its index and the runner-up; merge
 // combines the states of two disjoint parts of a row, so the result is the same whatever the
 // split and the order of the merges (the CUDA kernel gives each row a group of lanes).
 //
@@ -25,20 +28,29 @@ namespace argmax {
 
 constexpr int kMaxGroup = 32;
 
-DS_INLINE bool beats(double a, double b) { return a > b || (a != a && b == b); }
+// The type a row of T is compared in: exact for T's values, float32 at least.
+template <typename T>
+using Compare = Wider<T>;
 
+template <typename V>
+DS_INLINE bool beats(V a, V b) { return a > b || (a != a && b == b); }
+
+template <typename V>
 struct RowState {
-  double best, second;
+  V best, second;
   int64_t best_index;  // -1: no element yet
 };
 
-DS_INLINE RowState empty() { return {-INFINITY, -INFINITY, -1}; }
+template <typename V>
+DS_INLINE RowState<V> empty() { return {V(-INFINITY), V(-INFINITY), -1}; }
 
 // The state of a row's first element, z0 at index 0.
-DS_INLINE RowState start(double z0) { return {z0, -INFINITY, 0}; }
+template <typename V>
+DS_INLINE RowState<V> start(V z0) { return {z0, V(-INFINITY), 0}; }
 
 // Add element z with index j, larger than every index already in s.
-DS_INLINE void update(RowState& s, double z, int64_t j) {
+template <typename V>
+DS_INLINE void update(RowState<V>& s, V z, int64_t j) {
   if (s.best_index < 0 || beats(z, s.best)) {
     s.second = s.best;
     s.best = z;
@@ -49,12 +61,13 @@ DS_INLINE void update(RowState& s, double z, int64_t j) {
 }
 
 // The state of the union of two disjoint parts of a row; symmetric in a and b.
-DS_INLINE RowState merge(const RowState& a, const RowState& b) {
+template <typename V>
+DS_INLINE RowState<V> merge(const RowState<V>& a, const RowState<V>& b) {
   if (b.best_index < 0) return a;
   if (a.best_index < 0) return b;
   const bool b_first = beats(b.best, a.best) || (!beats(a.best, b.best) && b.best_index < a.best_index);
-  const RowState& w = b_first ? b : a;
-  const RowState& l = b_first ? a : b;  // l.second never beats l.best
+  const RowState<V>& w = b_first ? b : a;
+  const RowState<V>& l = b_first ? a : b;  // l.second never beats l.best
   return {w.best, beats(l.best, w.second) ? l.best : w.second, w.best_index};
 }
 
@@ -66,11 +79,14 @@ DS_INLINE int group_width(int64_t classes) {
 }
 
 // Whether the row has a gap (its maximum is finite, so it holds no NaN and no +inf).
-DS_INLINE bool has_gap(const RowState& s) { return s.best == s.best && s.best != INFINITY && s.best != -INFINITY; }
+template <typename V>
+DS_INLINE bool has_gap(const RowState<V>& s) {
+  return s.best == s.best && s.best != V(INFINITY) && s.best != V(-INFINITY);
+}
 
 // Whether the gap decides the sample: correctly classified, and a margin asked for.
-template <bool kGap>
-DS_INLINE bool needs_gap(const RowState& s, int64_t label) {
+template <bool kGap, typename V>
+DS_INLINE bool needs_gap(const RowState<V>& s, int64_t label) {
   return kGap && s.best_index == label && has_gap(s);
 }
 
@@ -79,10 +95,21 @@ DS_INLINE double scaled_term(double z, double best) { return exp(sub_rn(z, best)
 
 // Keep the sample: misclassified, or (with a margin) correct but within `margin` of the
 // runner-up; scaled_sum is the lane-ordered sum of scaled_term over the row when needs_gap.
-template <bool kGap>
-DS_INLINE bool keep(const RowState& s, int64_t label, double margin, double scaled_sum) {
+template <bool kGap, typename V>
+DS_INLINE bool keep(const RowState<V>& s, int64_t label, double margin, double scaled_sum) {
   if (s.best_index != label) return true;
-  return needs_gap<kGap>(s, label) && div_rn(sub_rn(1.0, exp(sub_rn(s.second, s.best))), scaled_sum) <= margin;
+  return needs_gap<kGap>(s, label) &&
+         div_rn(sub_rn(1.0, exp(sub_rn(static_cast<double>(s.second), static_cast<double>(s.best)))), scaled_sum) <=
+             margin;
+}
+
+// The argmax state of a whole row of T, in index order (the CPU twins).
+template <typename T>
+inline RowState<typename Compare<T>::type> row_state(const T* row, int64_t classes) {
+  using V = typename Compare<T>::type;
+  RowState<V> s = start(static_cast<V>(row[0]));
+  for (int64_t j = 1; j < classes; ++j) update(s, static_cast<V>(row[j]), j);
+  return s;
 }
 
 }  // namespace argmax

@@ -75,16 +75,28 @@ DS_INLINE S linspace_edge(int64_t j, int64_t k, S first, S last) {
   return Rounded<S>::add(y, first);
 }
 
-// numpy's scaled position of v, (v - first) / denom * k, clamped to [-1, k] (NaN -> -1); its
-// truncation is numpy's first guess of the bin. S is the type numpy divides in: T without a
-// range, double with one (denom = hi - lo). Branch-free, so CPU loops over it vectorise.
+// Whether edge j and edge j + 1 of linspace(outer edges), rounded to T, leave bin j a width: numpy
+// raises "Too many bins for data range" when any bin has none (edges repeat, e.g. a constant
+// input whose +-0.5 widening is lost to rounding: bfloat16 >= 256, float16 >= 2048, float32 >=
+// 2^24, float64 >= 2^53). NaN edges leave none either.
+template <typename T, typename S>
+DS_INLINE bool bin_has_width(int64_t j, int64_t k, const OuterEdges<S>& outer) {
+  return T(linspace_edge<S>(j, k, outer.first, outer.last)) < T(linspace_edge<S>(j + 1, k, outer.first, outer.last));
+}
+
+// numpy's scaled position of v, (v - first) / denom * k, clamped to [-1, k]; its truncation is
+// numpy's first guess of the bin. S is the type numpy divides in: T without a range, double with
+// one (denom = hi - lo). A NaN position (0 / 0: a collapsed range, where the +-0.5 widening of a
+// constant input was lost to rounding and every edge equals v) becomes k, so that correct_index
+// gives the last bin, the one bin whose closed end holds v under numpy's rule (edges[k-1] <= v <=
+// edges[k]); it never reads edges(-1). Branch-free, so CPU loops over it vectorise.
 template <typename T, typename S>
 DS_INLINE S scaled_position(T v, T first, S denom, int32_t k) {
   const T offset = Rounded<T>::sub(v, first);
   const S kk = S(static_cast<float>(k));
   const S scaled = Rounded<S>::mul(Rounded<S>::div(S(offset), denom), kk);
-  const S low = !(scaled >= S(-1.0f)) ? S(-1.0f) : scaled;
-  return low > kk ? kk : low;
+  const S low = scaled < S(-1.0f) ? S(-1.0f) : scaled;
+  return !(low <= kk) ? kk : low;
 }
 
 template <typename T, typename S>
@@ -104,11 +116,11 @@ DS_INLINE double edge_margin(double first, double last, int32_t k) {
   return 2.0 * unit_roundoff<T>() * k * (12.0 + 2.0 * big / (last - first));
 }
 
-// The bin of v given numpy's guess: values within an ulp of an edge move one bin, as in numpy.
-// Requires edges[0] <= v <= edges[k].
+// The bin of v given numpy's guess (in [-1, k]): values within an ulp of an edge move one bin, as
+// in numpy. Requires edges[0] <= v <= edges[k]; reads only edges[0..k].
 template <typename T, typename EdgeAccess>
 DS_INLINE int32_t correct_index(T v, int32_t guess, const EdgeAccess& edges, int32_t k) {
-  int32_t idx = guess >= k ? k - 1 : guess;
+  int32_t idx = guess >= k ? k - 1 : guess < 0 ? 0 : guess;
   idx -= static_cast<int32_t>(v < edges(idx));  // branch-free: the moves are rare but unpredictable
   idx += static_cast<int32_t>(idx != k - 1 && v >= edges(idx + 1));
   return idx;

@@ -35,6 +35,13 @@ inline void loss_histogram(const at::Tensor& values, int64_t bins,
   }
 }
 
+// numpy's "Too many bins for data range", raised by both twins (with a range, CUDA checks it on the
+// host from the range alone; without one the data decide, and CUDA gives NaN edges instead).
+inline void loss_histogram_edges(bool every_bin_has_width, int64_t bins, double first, double last) {
+  TORCH_CHECK(every_bin_has_width, "loss_histogram: bins must leave every bin a finite width, got bins=", bins,
+              " for the range [", first, ", ", last, "] (edges repeat in this dtype)");
+}
+
 inline void philox_fill_uniform(const at::Tensor& out) {
   TORCH_CHECK(out.scalar_type() == at::kFloat, "philox_fill_uniform_: out must be float32, got ",
               out.scalar_type());

@@ -20,14 +20,13 @@ constexpr int64_t kRowBlock = 64;
 // margin, the softmax sum of a correctly classified row is added in common/argmax.h's lane order.
 template <typename T, bool kGap>
 bool keep_row(const T* row, int64_t classes, int64_t label, double margin) {
-  argmax::RowState s = argmax::start(static_cast<double>(row[0]));
-  for (int64_t j = 1; j < classes; ++j) argmax::update(s, static_cast<double>(row[j]), j);
+  const auto s = argmax::row_state(row, classes);
   double sum = 0.0;
   if (argmax::needs_gap<kGap>(s, label)) {
     const int64_t lanes = argmax::group_width(classes);
     double lane[argmax::kMaxGroup] = {0.0};
     for (int64_t j = 0; j < classes; ++j) {
-      lane[j & (lanes - 1)] = add_rn(lane[j & (lanes - 1)], argmax::scaled_term(static_cast<double>(row[j]), s.best));
+      lane[j & (lanes - 1)] = add_rn(lane[j & (lanes - 1)], argmax::scaled_term(static_cast<double>(row[j]), static_cast<double>(s.best)));
     }
     for (int64_t w = lanes / 2; w > 0; w >>= 1) {
       for (int64_t t = 0; t < w; ++t) lane[t] = add_rn(lane[t], lane[t + w]);

@@ -27,11 +27,14 @@ constexpr int kLanes = 8;            // sub-histograms: consecutive increments h
 //  2. the few flagged values take numpy's exact path (true division, correction against the
 //     stored edges), which also leaves -1 for values outside the edges;
 //  3. increments go round-robin into kLanes 32-bit sub-histograms whose slot 0 absorbs the -1s.
-// Returns false if a value is NaN or Inf.
+// With a range, NaN and +-Inf lie outside it and are not counted, as in numpy. A collapsed range
+// (denom 0: every edge equals the one value, histogram_select's constant history past 2^53) takes
+// the exact path for every value, which puts it in the last bin (binning.h), instead of casting
+// the NaN position 0 * inf to int.
 template <typename T, typename S, bool kRange>
-inline bool count_bins(const T* x, int64_t n, const T* edges, int32_t k, S denom, int64_t* counts) {
+inline void count_bins(const T* x, int64_t n, const T* edges, int32_t k, S denom, int64_t* counts) {
   using W = typename Wider<T>::type;  // the fast position is computed in W even when S is double
-  bool all_finite = true;
+  const bool exact_only = !(denom > S(0));
   std::mutex mu;
   const auto edge = [edges](int32_t j) { return edges[j]; };
   const W first = static_cast<W>(edges[0]);
@@ -44,7 +47,6 @@ inline bool count_bins(const T* x, int64_t n, const T* edges, int32_t k, S denom
     std::vector<uint32_t> lanes(kLanes * stride, 0);
     std::vector<int64_t> local(k, 0);
     int32_t bin[kBlock];
-    bool ok = true;
     const auto flush = [&] {
       for (int l = 0; l < kLanes; ++l) {
         for (int32_t j = 0; j < k; ++j) local[j] += lanes[l * stride + j + 1];
@@ -54,7 +56,8 @@ inline bool count_bins(const T* x, int64_t n, const T* edges, int32_t k, S denom
     for (int64_t base = begin; base < end; base += kBlock) {
       const int64_t m = std::min(kBlock, end - base);
       const T* v = x + base;
-      for (int64_t i = 0; i < m; ++i) {
+      if (exact_only) std::fill(bin, bin + m, -1);
+      for (int64_t i = 0; !exact_only && i < m; ++i) {
         W f = (static_cast<W>(v[i]) - first) * scale;
         if (kRange) {  // two selects, not nested, so that they vectorise; NaN -> 0
           f = f >= W(0) ? f : W(0);
@@ -67,7 +70,6 @@ inline bool count_bins(const T* x, int64_t n, const T* edges, int32_t k, S denom
       for (int64_t i = 0; i < m; ++i) {
         if (bin[i] >= 0) continue;
         bin[i] = binning::bin_index<T, S>(v[i], edge, k, denom);
-        if (kRange && bin[i] < 0) ok &= std::isfinite(static_cast<W>(v[i]));
       }
       int64_t i = 0;
       for (; i + kLanes <= m; i += kLanes) {
@@ -79,9 +81,7 @@ inline bool count_bins(const T* x, int64_t n, const T* edges, int32_t k, S denom
     flush();
     std::lock_guard<std::mutex> lock(mu);
     for (int32_t j = 0; j < k; ++j) counts[j] += local[j];
-    all_finite &= ok;
   });
-  return all_finite;
 }
 
 }  // namespace cpu

@@ -25,11 +25,9 @@ S fill_edges(S first, S last, int64_t k, T* edges) {
   for (int64_t j = 0; j <= k; ++j) {
     edges[j] = T(binning::linspace_edge<S>(j, k, outer.first, outer.last));
   }
-  for (int64_t j = 0; j < k; ++j) {
-    TORCH_CHECK(edges[j] < edges[j + 1], "loss_histogram: bins must leave every bin a finite "
-                "width, got bins=", k, " for the range [", static_cast<double>(edges[0]), ", ",
-                static_cast<double>(edges[k]), "] (edges repeat in this dtype)");
-  }
+  bool increasing = true;
+  for (int64_t j = 0; j < k; ++j) increasing &= edges[j] < edges[j + 1];
+  checks::loss_histogram_edges(increasing, k, static_cast<double>(edges[0]), static_cast<double>(edges[k]));
   return Rounded<S>::sub(outer.last, outer.first);
 }
 
@@ -47,21 +45,18 @@ std::tuple<at::Tensor, at::Tensor> loss_histogram_cpu(const at::Tensor& values, 
     const scalar_t* data = x.const_data_ptr<scalar_t>();
     scalar_t* e = edges.mutable_data_ptr<scalar_t>();
     int64_t* c = counts.mutable_data_ptr<int64_t>();
-    bool finite;
-    if (range.has_value()) {
+    if (range.has_value()) {  // NaN and +-Inf fall outside the range: not counted, as in numpy
       const double denom = fill_edges<scalar_t, double>((*range)[0], (*range)[1], bins, e);
-      finite = cpu::count_bins<scalar_t, double, true>(data, n, e, static_cast<int32_t>(bins), denom, c);
+      cpu::count_bins<scalar_t, double, true>(data, n, e, static_cast<int32_t>(bins), denom, c);
     } else {
       // ATen's vectorised aminmax; NaN propagates into it, so one look tells finiteness.
       const auto [mn, mx] = at::aminmax(x);
       const scalar_t lo = mn.item<scalar_t>(), hi = mx.item<scalar_t>();
-      finite = std::isfinite(static_cast<double>(lo)) && std::isfinite(static_cast<double>(hi));
-      if (finite) {
-        const scalar_t denom = fill_edges<scalar_t, scalar_t>(lo, hi, bins, e);
-        cpu::count_bins<scalar_t, scalar_t, false>(data, n, e, static_cast<int32_t>(bins), denom, c);
-      }
+      TORCH_CHECK(std::isfinite(static_cast<double>(lo)) && std::isfinite(static_cast<double>(hi)),
+                  "loss_histogram: values must be finite without a range, got NaN or Inf");
+      const scalar_t denom = fill_edges<scalar_t, scalar_t>(lo, hi, bins, e);
+      cpu::count_bins<scalar_t, scalar_t, false>(data, n, e, static_cast<int32_t>(bins), denom, c);
     }
-    TORCH_CHECK(finite, "loss_histogram: values must be finite, got NaN or Inf");
   });
   return {counts, edges};
 }

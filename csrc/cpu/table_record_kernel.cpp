@@ -22,9 +22,7 @@ void row_correctness(const T* logits, const L* targets, int64_t rows, int64_t cl
       TORCH_CHECK(targets[r] >= 0 && targets[r] < classes, "table_record_: targets must be in [0, ", classes,
                   "), got ", static_cast<int64_t>(targets[r]), " at index ", r);
       const T* row = logits + r * classes;
-      argmax::RowState s = argmax::start(static_cast<double>(row[0]));
-      for (int64_t j = 1; j < classes; ++j) argmax::update(s, static_cast<double>(row[j]), j);
-      out[r] = static_cast<int8_t>(s.best_index == static_cast<int64_t>(targets[r]));
+      out[r] = static_cast<int8_t>(argmax::row_state(row, classes).best_index == static_cast<int64_t>(targets[r]));
     }
   });
 }

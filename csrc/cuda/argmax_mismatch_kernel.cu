@@ -1,7 +1,5 @@
 // argmax_mismatch on CUDA: each row gets a group of G = argmax::group_width(C) lanes of a warp
-// (32 / G rows per warp, so a warp reads contiguous logits). Lane t scans the columns t, t + G, ...;
-// the lane states merge by shuffles into the row's argmax, which does not depend on the order
-// (first index, NaN wins), so it is the CPU's to the bit. With a margin the softmax sum is added
+// (cuda/row_argmax.cuh: the row's argmax by shuffles, the CPU's to the bit). With a margin the softmax sum is added
 // in the lane order of common/argmax.h, as the CPU twin adds it (only exp may differ in the last
 // bit). cub then compacts the kept row indices in order. No host sync: the count stays on the
 // device. Out-of-range labels trip a device-side assertion, as torch's own CUDA losses do.
@@ -21,6 +19,7 @@
 #include "common/argmax.h"
 #include "common/checks.h"
 #include "cuda/launch.cuh"
+#include "cuda/row_argmax.cuh"
 
 namespace dsampling {
 namespace {
@@ -28,37 +27,24 @@ namespace {
 template <typename T, typename L, bool kGap>
 __global__ void decide_rows_kernel(const T* logits, const L* labels, int64_t rows, int64_t classes, int group,
                                    double margin, bool* keep) {
-  const int lane = threadIdx.x % group;
-  const int64_t rows_per_warp = cuda::kWarp / group;
-  const int64_t warp = (blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x) / cuda::kWarp;
-  const int64_t warps = static_cast<int64_t>(gridDim.x) * blockDim.x / cuda::kWarp;
-  // Warp-uniform loop (every lane takes part in the shuffles); a group past the last row idles.
-  for (int64_t base = warp * rows_per_warp; base < rows; base += warps * rows_per_warp) {
-    const int64_t r = base + (threadIdx.x % cuda::kWarp) / group;
+  const cuda::RowGroups g(group);
+  for (int64_t base = g.first; base < rows; base += g.step) {
+    const int64_t r = g.row(base);
     const bool active = r < rows;
-    const T* row = logits + (active ? r : 0) * classes;
-    argmax::RowState s = argmax::empty();
-    if (active) {
-      for (int64_t j = lane; j < classes; j += group) argmax::update(s, static_cast<double>(row[j]), j);
-    }
-    for (int o = group / 2; o > 0; o >>= 1) {
-      const argmax::RowState other{__shfl_xor_sync(cuda::kFullMask, s.best, o, group),
-                                   __shfl_xor_sync(cuda::kFullMask, s.second, o, group),
-                                   __shfl_xor_sync(cuda::kFullMask, s.best_index, o, group)};
-      s = argmax::merge(s, other);
-    }
+    const T* row = active ? logits + r * classes : nullptr;
+    const auto s = cuda::group_row_state(row, classes, g);
     const int64_t label = active ? static_cast<int64_t>(labels[r]) : 0;
     CUDA_KERNEL_ASSERT(label >= 0 && label < classes && "argmax_mismatch: labels must be in [0, classes)");
     double sum = 0.0;
     if (kGap) {
       if (active && argmax::needs_gap<kGap>(s, label)) {
-        for (int64_t j = lane; j < classes; j += group) {
-          sum = add_rn(sum, argmax::scaled_term(static_cast<double>(row[j]), s.best));
+        for (int64_t j = g.lane; j < classes; j += group) {
+          sum = add_rn(sum, argmax::scaled_term(static_cast<double>(row[j]), static_cast<double>(s.best)));
         }
       }
       for (int o = group / 2; o > 0; o >>= 1) sum = add_rn(sum, __shfl_down_sync(cuda::kFullMask, sum, o, group));
     }
-    if (active && lane == 0) keep[r] = argmax::keep<kGap>(s, label, margin, sum);
+    if (active && g.lane == 0) keep[r] = argmax::keep<kGap>(s, label, margin, sum);
   }
 }
 

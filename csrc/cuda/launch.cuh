@@ -5,6 +5,14 @@
 #include <c10/cuda/CUDAFunctions.h>
 #include <cuda_runtime.h>
 
+#include <cub/version.cuh>
+
+// setup.py refuses toolkits older than CUDA 12.8 (_cuda_env.MIN_TOOLKIT); this catches any other
+// route to an older cub, whose device-wide algorithms would truncate N >= 2**31 (NVIDIA/cccl#2400).
+#if CUB_VERSION < 200700
+#error "dsampling_ext: the CUDA kernels need CCCL >= 2.7 (CUDA >= 12.8): older cub truncates 64-bit item counts"
+#endif
+
 #include <algorithm>
 #include <cstdint>
 #include <memory>

@@ -3,8 +3,11 @@
 // pass with a shared-memory histogram per block (opting in to the large shared-memory carve-out
 // above 48 KB; global atomics only when even that is too small), where the lanes of a warp that
 // fall in the same bin add once (losses pile into a few bins). No host sync: data-dependent
-// errors (NaN/Inf, edges that repeat) cannot be raised here, so NaN/Inf give NaN edges and zero
-// counts. Counts are integers, so the atomics are deterministic.
+// errors (NaN/Inf without a range, edges that repeat) cannot be raised here, so they give NaN
+// edges and zero counts (the edges kernel flags repeating edges, the counting pass then writes NaN
+// edges instead of counting). With a range the edges depend on the range alone, so repeating edges
+// are raised on the host, as the CPU does, and NaN/Inf values fall outside it, uncounted as in
+// numpy. Counts are integers, so the atomics are deterministic.
 #include <ATen/Dispatch.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
@@ -52,9 +55,11 @@ __device__ MinMax<W> block_min_max(W lo, W hi) {
   return {result[0], result[1]};
 }
 
-// Per-block min and max; a block that saw NaN or Inf writes NaN.
+// Per-block min and max; a block that saw NaN or Inf writes NaN. Block 0 also clears the flag
+// that the edges kernel sets.
 template <typename T, typename W>
-__global__ void min_max_partial_kernel(const T* x, int64_t n, W* partial_lo, W* partial_hi) {
+__global__ void min_max_partial_kernel(const T* x, int64_t n, W* partial_lo, W* partial_hi, int* repeat) {
+  if (blockIdx.x == 0 && threadIdx.x == 0) *repeat = 0;
   W lo = std::numeric_limits<W>::infinity(), hi = -lo;
   int bad = 0;
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
@@ -73,10 +78,11 @@ __global__ void min_max_partial_kernel(const T* x, int64_t n, W* partial_lo, W* 
 }
 
 // Outer edges from the partials (or the given range), then the k + 1 edges over a grid: each
-// block reduces the (at most kMaxPartials) partials itself.
+// block reduces the (at most kMaxPartials) partials itself. Without a range, a thread whose bin
+// has no width (binning::bin_has_width: numpy's "Too many bins") sets *repeat.
 template <typename T, typename S, typename W>
 __global__ void edges_kernel(const W* partial_lo, const W* partial_hi, int num_partials,
-                             bool has_range, double range_lo, double range_hi, int64_t k, T* edges) {
+                             bool has_range, double range_lo, double range_hi, int64_t k, T* edges, int* repeat) {
   S first, last;
   if (has_range) {
     first = S(range_lo);
@@ -98,12 +104,21 @@ __global__ void edges_kernel(const W* partial_lo, const W* partial_hi, int num_p
   for (int64_t j = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; j <= k;
        j += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     edges[j] = T(binning::linspace_edge<S>(j, k, outer.first, outer.last));
+    if (!has_range && j < k && !binning::bin_has_width<T, S>(j, k, outer)) *repeat = 1;
   }
 }
 
+// Counts v into its bin; when the edges repeat (*repeat, never with a range) block 0 writes NaN
+// edges instead and nothing is counted (no block reads the edges then).
 template <typename T, typename S>
-__global__ void count_kernel(const T* x, int64_t n, const T* edges, int64_t k, bool has_range,
-                             S range_denom, bool use_shared, unsigned long long* counts) {
+__global__ void count_kernel(const T* x, int64_t n, T* edges, int64_t k, bool has_range,
+                             S range_denom, const int* repeat, bool use_shared, unsigned long long* counts) {
+  if (!has_range && *repeat) {
+    if (blockIdx.x == 0) {
+      for (int64_t j = threadIdx.x; j <= k; j += blockDim.x) edges[j] = T(NAN);
+    }
+    return;
+  }
   extern __shared__ __align__(16) unsigned char smem[];
   T* s_edges = reinterpret_cast<T*>(smem);
   unsigned int* s_counts = reinterpret_cast<unsigned int*>(smem + counts_offset<T>(k));
@@ -157,25 +172,31 @@ std::tuple<at::Tensor, at::Tensor> loss_histogram_cuda(const at::Tensor& values,
     const size_t shared = counts_offset<scalar_t>(bins) + bins * sizeof(unsigned int);
     if (range.has_value()) {
       const binning::OuterEdges<double> outer = binning::outer_edges<double>((*range)[0], (*range)[1]);
+      bool increasing = true;  // on the host: the edges depend on the range alone (O(bins), no sync)
+      for (int64_t j = 0; j < bins; ++j) increasing &= binning::bin_has_width<scalar_t, double>(j, bins, outer);
+      checks::loss_histogram_edges(increasing, bins, static_cast<double>(scalar_t(outer.first)),
+                                   static_cast<double>(scalar_t(outer.last)));
       edges_kernel<scalar_t, double, W><<<edges_grid, cuda::kThreads, 0, stream>>>(
-          nullptr, nullptr, 0, true, (*range)[0], (*range)[1], bins, e);
+          nullptr, nullptr, 0, true, (*range)[0], (*range)[1], bins, e, nullptr);
       C10_CUDA_KERNEL_LAUNCH_CHECK();
       const bool use_shared = cuda::reserve_dynamic_shared(count_kernel<scalar_t, double>, shared);
       count_kernel<scalar_t, double><<<grid, cuda::kThreads, use_shared ? shared : 0, stream>>>(
-          data, n, e, bins, true, Rounded<double>::sub(outer.last, outer.first), use_shared, c);
+          data, n, e, bins, true, Rounded<double>::sub(outer.last, outer.first), nullptr, use_shared, c);
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     } else {
       const int parts = std::min(grid, kMaxPartials);
       at::Tensor partial = at::empty({2, parts}, x.options().dtype(c10::CppTypeToScalarType<W>::value));
+      at::Tensor repeat = at::empty({1}, x.options().dtype(at::kInt));  // cleared by min_max_partial_kernel
       W* lo = partial.mutable_data_ptr<W>();
-      min_max_partial_kernel<scalar_t, W><<<parts, cuda::kThreads, 0, stream>>>(data, n, lo, lo + parts);
+      int* r = repeat.mutable_data_ptr<int>();
+      min_max_partial_kernel<scalar_t, W><<<parts, cuda::kThreads, 0, stream>>>(data, n, lo, lo + parts, r);
       C10_CUDA_KERNEL_LAUNCH_CHECK();
       edges_kernel<scalar_t, scalar_t, W><<<edges_grid, cuda::kThreads, 0, stream>>>(
-          lo, lo + parts, parts, false, 0.0, 0.0, bins, e);
+          lo, lo + parts, parts, false, 0.0, 0.0, bins, e, r);
       C10_CUDA_KERNEL_LAUNCH_CHECK();
       const bool use_shared = cuda::reserve_dynamic_shared(count_kernel<scalar_t, scalar_t>, shared);
       count_kernel<scalar_t, scalar_t><<<grid, cuda::kThreads, use_shared ? shared : 0, stream>>>(
-          data, n, e, bins, false, scalar_t(0), use_shared, c);
+          data, n, e, bins, false, scalar_t(0), r, use_shared, c);
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     }
   });

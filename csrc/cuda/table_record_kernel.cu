@@ -1,8 +1,13 @@
-// table_record_ on CUDA: one thread per recorded row writes its loss, epoch and (given logits)
-// argmax correctness into the table. No host sync: an index or target out of range trips a
+// table_record_ on CUDA: each recorded row gets a group of lanes of a warp (cuda/row_argmax.cuh:
+// G = argmax::group_width(C) lanes with logits, a whole warp without), which computes the row's
+// argmax correctness and looks through the later rows of the call for the same index; lane 0
+// writes the loss, epoch and correctness. No host sync: an index or target out of range trips a
 // device assertion, and a non-finite loss leaves its entry unchanged (the CPU twin raises; the
 // Python ScoreTable counts such losses on the device and reports them at the next selection).
-// An index recorded twice in one call keeps one of its records (the CPU twin: the last).
+// An index recorded twice in one call keeps its last record (with a finite loss), as on the CPU:
+// a row that a later row of the same index supersedes writes nothing, so the three fields always
+// come from one record and the result does not depend on the threads' order. The look-ahead costs
+// O(B^2 / G) index reads for B rows: ~8M at B = 4096, nothing beside a training step.
 #include <ATen/Dispatch.h>
 #include <ATen/core/Tensor.h>
 #include <c10/cuda/CUDAGuard.h>
@@ -13,6 +18,7 @@
 #include "common/argmax.h"
 #include "common/checks.h"
 #include "cuda/launch.cuh"
+#include "cuda/row_argmax.cuh"
 
 namespace dsampling {
 namespace {
@@ -20,20 +26,31 @@ namespace {
 template <typename S, typename Z>
 __global__ void table_record_kernel(S* scores, int8_t* correct, int32_t* seen_epoch, int64_t n, const int64_t* indices,
                                     const S* losses, int64_t rows, int32_t epoch, const Z* logits,
-                                    const int64_t* targets, int64_t classes) {
-  for (int64_t r = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; r < rows;
-       r += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const int64_t i = indices[r];
-    CUDA_KERNEL_ASSERT(i >= 0 && i < n && "table_record_: indices must be in [0, N) (the table's size)");
-    if (!isfinite(static_cast<double>(losses[r]))) continue;
-    if (logits != nullptr) {
-      const int64_t label = targets[r];
-      CUDA_KERNEL_ASSERT(label >= 0 && label < classes && "table_record_: targets must be in [0, C)");
-      const Z* row = logits + r * classes;
-      argmax::RowState s = argmax::start(static_cast<double>(row[0]));
-      for (int64_t j = 1; j < classes; ++j) argmax::update(s, static_cast<double>(row[j]), j);
-      correct[i] = static_cast<int8_t>(s.best_index == label);
+                                    const int64_t* targets, int64_t classes, int group) {
+  const cuda::RowGroups g(group);
+  for (int64_t base = g.first; base < rows; base += g.step) {
+    const int64_t r = g.row(base);
+    const bool active = r < rows;
+    const int64_t i = active ? indices[r] : -1;
+    const bool finite = active && isfinite(static_cast<double>(losses[r]));
+    int superseded = 0;  // a later row of this call records the same index with a finite loss
+    if (finite) {
+      for (int64_t later = r + 1 + g.lane; later < rows; later += group) {
+        superseded |= indices[later] == i && isfinite(static_cast<double>(losses[later]));
+      }
     }
+    for (int o = group / 2; o > 0; o >>= 1) superseded |= __shfl_xor_sync(cuda::kFullMask, superseded, o, group);
+    int8_t right = 0;
+    if (logits != nullptr) {  // warp-uniform: every lane takes part in the shuffles
+      const auto s = cuda::group_row_state(active ? logits + r * classes : static_cast<const Z*>(nullptr), classes, g);
+      const int64_t label = active ? targets[r] : 0;
+      CUDA_KERNEL_ASSERT(label >= 0 && label < classes && "table_record_: targets must be in [0, C)");
+      right = static_cast<int8_t>(s.best_index == label);
+    }
+    if (!active || g.lane != 0) continue;
+    CUDA_KERNEL_ASSERT(i >= 0 && i < n && "table_record_: indices must be in [0, N) (the table's size)");
+    if (!finite || superseded) continue;
+    if (logits != nullptr) correct[i] = right;
     scores[i] = losses[r];
     seen_epoch[i] = epoch;
   }
@@ -56,11 +73,12 @@ void table_record_cuda(const at::Tensor& scores, const at::Tensor& correct, cons
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES(scores.scalar_type(), "table_record_cuda", [&] {
     using S = scalar_t;
+    const int group = logits.has_value() ? argmax::group_width(classes) : cuda::kWarp;
     const auto launch = [&](auto* logit_ptr) {
-      table_record_kernel<<<cuda::grid_size(rows), cuda::kThreads, 0, stream>>>(
+      table_record_kernel<<<cuda::grid_size(rows * group), cuda::kThreads, 0, stream>>>(
           scores.mutable_data_ptr<S>(), correct.mutable_data_ptr<int8_t>(), seen_epoch.mutable_data_ptr<int32_t>(),
           scores.numel(), idx.const_data_ptr<int64_t>(), loss.const_data_ptr<S>(), rows, static_cast<int32_t>(epoch),
-          logit_ptr, logits.has_value() ? y.const_data_ptr<int64_t>() : nullptr, classes);
+          logit_ptr, logits.has_value() ? y.const_data_ptr<int64_t>() : nullptr, classes, group);
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     };
     if (!logits.has_value()) {

@@ -6,10 +6,13 @@
 //   index, cub counts and compacts the kept indices in order, and a last pass writes weights.
 // Host syncs (documented in ops.table_select): the kept count, to size the outputs, and for pmf
 // and percentile the number of scored entries. Scores must be finite where scored (the CPU twin
-// raises; here a NaN compares false everywhere).
+// raises; here a NaN compares false everywhere, except under pmf: the histogram of scored values
+// whose edges repeat, NaN ones included, comes back with NaN edges, read with the kept count, and
+// raises as the CPU twin's loss_histogram does).
 #include <ATen/Dispatch.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/core/dispatch/Dispatcher.h>
+#include <ATen/ops/cat.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/sort.h>
 #include <ATen/ops/zeros.h>
@@ -215,6 +218,7 @@ std::tuple<at::Tensor, at::Tensor> table_select_cuda(const at::Tensor& scores, c
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   };
 
+  at::Tensor edges_repeat;  // pmf: whether loss_histogram gave NaN edges (its in-band error)
   if (rule == table::kMismatch) {
     decide(MismatchChance{scores.const_data_ptr<int8_t>(), q});
   } else {
@@ -248,6 +252,7 @@ std::tuple<at::Tensor, at::Tensor> table_select_cuda(const at::Tensor& scores, c
             counts = at::zeros({k}, options.dtype(at::kLong));
             edges = at::zeros({k + 1}, options.dtype(at::kDouble));
           }
+          edges_repeat = edges.narrow(0, 0, 1).isnan().to(at::kLong);
           decide(PmfChance<scalar_t>{s, edges.const_data_ptr<double>(), counts.const_data_ptr<int64_t>(),
                                      static_cast<int32_t>(k), scored, threshold, q});
         } else {
@@ -266,7 +271,16 @@ std::tuple<at::Tensor, at::Tensor> table_select_cuda(const at::Tensor& scores, c
   at::Tensor temp = at::empty({static_cast<int64_t>(bytes)}, options.dtype(at::kByte));
   C10_CUDA_CHECK(cub::DeviceReduce::Sum(temp.mutable_data_ptr(), bytes, nonzero, kept_count.mutable_data_ptr<int64_t>(),
                                         n, stream));
-  const int64_t m = kept_count.item<int64_t>();
+  int64_t m;
+  if (edges_repeat.defined()) {  // one read for both
+    const at::Tensor read = at::cat({kept_count.reshape({1}), edges_repeat}).cpu();
+    m = read.const_data_ptr<int64_t>()[0];
+    TORCH_CHECK(read.const_data_ptr<int64_t>()[1] == 0, "loss_histogram: bins must leave every bin a finite width ",
+                "(edges repeat in this dtype): table_select's pmf rule got scores that are all equal and too large ",
+                "for the +-0.5 widening (float64 >= 2**53), or NaN/Inf scores");
+  } else {
+    m = kept_count.item<int64_t>();
+  }
   at::Tensor indices = at::empty({m}, options.dtype(at::kLong));
   at::Tensor weights = at::empty({m}, options.dtype(at::kFloat));
   if (m == 0) return {indices, weights};

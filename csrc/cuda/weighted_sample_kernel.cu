@@ -81,12 +81,25 @@ __global__ void guide_params_kernel(int64_t* params, const uint64_t* prefix, int
   params[kBuckets] = g.buckets;
 }
 
+// A thread per bucket: guide[b] is the last tile whose first bucket is <= b, the tile whose range
+// holds the point b << shift (a tile of zero sum owns no bucket, and prefix[0] = 0 owns bucket 0),
+// found by a binary search over the prefix sums. The same table as the CPU twin's walk over each
+// tile's buckets, which on a GPU left one thread writing ~all 2^bits buckets of one dominant weight.
 __global__ void guide_kernel(const uint64_t* prefix, int64_t tiles, const int64_t* params, int64_t* guide) {
   const int shift = static_cast<int>(params[kShiftBucket]);
-  for (int64_t t = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; t < tiles;
-       t += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const int64_t end = weighted::first_bucket(prefix[t + 1], shift);
-    for (int64_t b = weighted::first_bucket(prefix[t], shift); b < end; ++b) guide[b] = t;
+  const int64_t buckets = params[kBuckets];
+  for (int64_t b = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; b < buckets;
+       b += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    int64_t lo = 0, hi = tiles - 1;  // invariant: first_bucket(prefix[lo]) <= b, the answer in [lo, hi]
+    while (lo < hi) {
+      const int64_t mid = lo + (hi - lo + 1) / 2;
+      if (weighted::first_bucket(prefix[mid], shift) <= b) {
+        lo = mid;
+      } else {
+        hi = mid - 1;
+      }
+    }
+    guide[b] = lo;
   }
 }
 
@@ -158,7 +171,7 @@ std::tuple<at::Tensor, at::Tensor> weighted_sample_cuda(const at::Tensor& weight
     C10_CUDA_CHECK(cub::DeviceScan::ExclusiveSum(temp.mutable_data_ptr(), bytes, sp, prep, tiles + 1, stream));
     guide_params_kernel<<<1, 1, 0, stream>>>(pp, prep, tiles, bits);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
-    guide_kernel<<<cuda::grid_size(tiles), cuda::kThreads, 0, stream>>>(prep, tiles, pp, gp);
+    guide_kernel<<<cuda::grid_size(int64_t{1} << bits), cuda::kThreads, 0, stream>>>(prep, tiles, pp, gp);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
     if (num_samples > 0) {
       draw_kernel<<<cuda::grid_size(num_samples), cuda::kThreads, 0, stream>>>(

@@ -28,8 +28,8 @@ def loss_histogram(
     edges.
 
     Args:
-        values (Tensor[...]): float16, bfloat16, float32 or float64 values, finite, non-empty;
-            any shape and strides (flattened).
+        values (Tensor[...]): float16, bfloat16, float32 or float64 values, non-empty, finite
+            unless ``range`` is given; any shape and strides (flattened).
         bins: a bin count ``>= 1``, or a rule as numpy applies it: ``"sturges"`` (default,
             width = ptp / (log2 n + 1)), ``"sqrt"`` (ptp / sqrt n) or ``"rice"``
             (ptp / (2 n^(1/3))), on the n values inside ``range``, and ceil((max - min) / width)
@@ -41,12 +41,18 @@ def loss_histogram(
     Returns:
         (counts, edges): Tensor[k] int64 and Tensor[k + 1] of the dtype of ``values``.
 
+        With ``range``, NaN and ±Inf values lie outside it and are not counted (numpy's
+        behaviour), on both devices.
+
     Raises:
         TypeError: for an argument of the wrong type.
         ValueError: for an argument of the wrong value.
-        RuntimeError: for NaN/Inf values or a range too narrow for ``bins`` distinct edges in this
-            dtype (checked on the CPU; on CUDA, where the check would need a host sync, NaN/Inf
-            give NaN edges and zero counts).
+        RuntimeError: for NaN/Inf values without a ``range``, or for ``bins`` that leave a bin no
+            width in this dtype (numpy's "Too many bins for data range", e.g. a constant float32
+            input >= 2**24, whose ±0.5 widening rounds away). On CUDA without a ``range`` these
+            depend on the data and would need a host sync to raise: there the edges come back NaN
+            and the counts zero. With a ``range`` CUDA raises as the CPU does (the edges depend on
+            the range alone).
 
     Example:
         >>> counts, edges = loss_histogram(torch.tensor([0.0, 1.0, 1.0, 3.0]), bins=3)

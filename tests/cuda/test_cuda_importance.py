@@ -22,6 +22,19 @@ def test_weighted_sample_identical(n, dtype):
         assert torch.equal(got[0].cpu(), want[0]) and torch.equal(got[1].cpu(), want[1])
 
 
+@pytest.mark.parametrize("n", [33, 100_003, 10_000_000])
+@pytest.mark.parametrize("where", [0, -1, "middle"])
+def test_weighted_sample_one_dominant_weight_identical(n, where):
+    # One tile owns ~every guide bucket: the guide kernel (a thread per bucket, binary search) must
+    # give the CPU's table; zero-sum tiles on both sides own none.
+    w = torch.full((n,), 1e-30, dtype=torch.float64)
+    w[: n // 3] = 0
+    w[n // 2 if where == "middle" else where] = 1e30
+    want = ops.weighted_sample(w, 20_000, 3, 4)
+    got = ops.weighted_sample(w.cuda(), 20_000, 3, 4)
+    assert torch.equal(got[0].cpu(), want[0]) and torch.equal(got[1].cpu(), want[1])
+
+
 def test_weighted_sample_extreme_scales_identical():
     w = torch.rand(5000, dtype=torch.float64)
     for k in (-1000, -60, 0, 900):

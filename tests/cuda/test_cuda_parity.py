@@ -76,6 +76,34 @@ def test_non_finite_values_give_nan_edges_and_no_counts_without_a_sync(bad, dtyp
     assert counts.sum().item() == 0 and torch.isnan(edges).all()
 
 
+@pytest.mark.parametrize("dtype,value", [(torch.float16, 2048.0), (torch.float32, 2.0**24), (torch.float64, 2.0**53),
+                                         (torch.bfloat16, 256.0)], ids=str)
+@pytest.mark.parametrize("bins", [1, 4, 20_000])
+def test_a_constant_whose_widening_rounds_away(dtype, value, bins):
+    # Every edge equal: the CPU raises numpy's "Too many bins"; CUDA without a range gives NaN edges
+    # and zero counts (it used to read edges[-1]); with a range it raises as the CPU does.
+    values = torch.full((1000,), value, dtype=dtype)
+    with pytest.raises(RuntimeError, match="edges repeat"):
+        dsampling_ext.loss_histogram(values, bins)
+    counts, edges = dsampling_ext.loss_histogram(values.cuda(), bins)
+    assert counts.sum().item() == 0 and torch.isnan(edges).all()
+    with pytest.raises(RuntimeError, match="edges repeat"):
+        dsampling_ext.loss_histogram(values.cuda(), bins, (value, value))
+
+
+def test_histogram_select_and_table_select_on_a_collapsed_constant():
+    big = torch.full((300,), 2.0**53, dtype=torch.float64)
+    for device in ("cpu", "cuda"):  # histogram_select: one full last bin on both devices
+        history = torch.zeros(512, dtype=torch.float64, device=device)
+        state = torch.zeros(2, dtype=torch.int64, device=device)
+        _, p = dsampling_ext.histogram_select(history, state, big.to(device))
+        assert torch.equal(p.cpu(), torch.ones(300, dtype=torch.float64))
+    seen = torch.zeros(300, dtype=torch.int32)
+    for device in ("cpu", "cuda"):  # table_select's pmf rule: numpy's error on both
+        with pytest.raises(RuntimeError, match="edges repeat"):
+            dsampling_ext.ops.table_select(big.to(device), seen.to(device), 1, "pmf")
+
+
 @pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
 def test_non_finite_values_with_a_range_are_not_counted(bad):
     values = torch.tensor([0.5, bad, 0.25, 1.0])

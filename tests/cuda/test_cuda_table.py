@@ -41,19 +41,30 @@ def test_table_select_nothing_scored_and_empty():
 
 
 @pytest.mark.parametrize("logits_dtype", [None, torch.float16, torch.bfloat16, torch.float32, torch.float64])
-def test_table_record_identical(logits_dtype):
-    n, rows = 1000, 700
+@pytest.mark.parametrize("n,rows,classes", [(1000, 700, 7), (50, 700, 7), (30, 4100, 1000), (3, 64, 40)])
+def test_table_record_identical(logits_dtype, n, rows, classes):
+    # n < rows: every index recorded many times in one call; each keeps its last record on both devices
     g = torch.Generator().manual_seed(0)
-    idx = torch.randperm(n, generator=g)[:rows]  # no duplicates: CUDA keeps any one of them
+    idx = torch.randperm(n, generator=g)[:rows] if rows <= n else torch.randint(0, n, (rows,), generator=g)
     losses = torch.rand(rows, generator=g)
-    logits = None if logits_dtype is None else torch.randn(rows, 7, generator=g).to(logits_dtype)
-    targets = None if logits_dtype is None else torch.randint(0, 7, (rows,), generator=g)
+    logits = None if logits_dtype is None else torch.randn(rows, classes, generator=g).to(logits_dtype)
+    targets = None if logits_dtype is None else torch.randint(0, classes, (rows,), generator=g)
     tables = []
     for device in ("cpu", "cuda"):
         table = dsampling_ext.ScoreTable(n, device=device)
         table.record(idx, losses, logits, targets)
         tables.append([t.cpu() for t in (table.scores, table.correct, table.seen_epoch)])
     assert all(torch.equal(a, b) for a, b in zip(*tables))
+
+
+def test_a_duplicate_with_a_nonfinite_loss_leaves_the_last_finite_record():
+    scores, correct, seen = (torch.zeros(4, device="cuda"), torch.full((4,), -1, dtype=torch.int8, device="cuda"),
+                             torch.full((4,), -1, dtype=torch.int32, device="cuda"))
+    logits = torch.tensor([[0.0, 1.0], [1.0, 0.0], [2.0, 0.0]], device="cuda")
+    ops.table_record_(scores, correct, seen, torch.tensor([1, 1, 1], device="cuda"),
+                      torch.tensor([0.25, 0.5, float("nan")], device="cuda"), 3, logits,
+                      torch.tensor([1, 1, 0], device="cuda"))
+    assert (scores[1].item(), correct[1].item(), seen[1].item()) == (0.5, 0, 3)
 
 
 def test_nonfinite_losses_are_skipped_and_reported():
