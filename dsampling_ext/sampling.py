@@ -205,7 +205,7 @@ class IndexedDataset(Dataset):
     ``(inputs, targets, indices)``, which every loader-consuming API of the library accepts,
     and the index is always the true dataset index, however the loader shuffles.
 
-    A DataLoader fetches a batch through :meth:`__getitems__`: from a ``TensorDataset`` with one
+    A DataLoader fetches a batch through ``__getitems__``: from a ``TensorDataset`` with one
     index op per tensor, from a dataset with its own ``__getitems__`` through that, else item by
     item; the batches are the same in every case.
 
