@@ -30,7 +30,8 @@ def task():
 
 
 
-def train_through_prepare(accelerator):
+def prepared(accelerator):
+    """The docs' accelerate lines: (model, optimizer, table, sampler, loader), all prepared."""
     torch.manual_seed(0)
     model = nn.Linear(6, 2)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
@@ -38,6 +39,11 @@ def train_through_prepare(accelerator):
     sampler = PruningSampler(table, EPOCHS, seed=3)
     loader = prepare(accelerator, DataLoader(task(), batch_size=BATCH, sampler=sampler))
     model, optimizer = accelerator.prepare(model, optimizer)
+    return model, optimizer, table, sampler, loader
+
+
+def train_through_prepare(accelerator):
+    model, optimizer, table, sampler, loader = prepared(accelerator)
     for epoch in range(EPOCHS):
         loader.set_epoch(epoch)
         selection = sampler.indices.tolist()
@@ -102,13 +108,7 @@ def accelerate_run(checkpoint_dir, stop=None, resume=None):
     indices) and the final weights; ``stop`` = (epoch, batches) saves the state there and
     returns, ``resume`` = the epoch saved in goes on from that state."""
     accelerator = Accelerator(cpu=True, dataloader_config=DataLoaderConfiguration(use_stateful_dataloader=True))
-    torch.manual_seed(0)
-    model = nn.Linear(6, 2)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    table = ScoreTable(N)
-    sampler = PruningSampler(table, EPOCHS, seed=3)
-    loader = prepare(accelerator, DataLoader(task(), batch_size=BATCH, sampler=sampler))
-    model, optimizer = accelerator.prepare(model, optimizer)
+    model, optimizer, table, sampler, loader = prepared(accelerator)
     accelerator.register_for_checkpointing(table)
     if resume is not None:
         accelerator.load_state(checkpoint_dir)
