@@ -354,7 +354,8 @@ def gradnorm_composite(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tens
 def gradnorm_scores_reference(logits: torch.Tensor, labels: torch.Tensor, groups=None, num_groups=None):
     """The scores in float64 without the composite's cancellation: with e_j = exp(z_j - max z),
     Z = sum e_j, S = sum_(j != y) e_j, Q = sum_(j != y) e_j^2, the norm is sqrt(S^2 + Q) / Z
-    (1 - p_y = S / Z exactly); then the per-group sums of the squares (rows in order) and counts.
+    (1 - p_y = S / Z exactly); then the per-group sums of the squares and counts (in float64:
+    close to the kernel's, whose exact order ordered_group_sums gives).
     tests/test_importance.py checks it against the float64 composite where that does not cancel."""
     z = logits.double()
     e = torch.exp(z - z.max(1, keepdim=True).values) if z.shape[0] else z
@@ -376,34 +377,40 @@ def centroid_distances_reference(embeddings: torch.Tensor, labels: torch.Tensor,
     return centroids, ((x - centroids[y]) ** 2).sum(1), counts
 
 
+def ordered_group_sums(values: torch.Tensor, groups: torch.Tensor, num_groups: int, chunk: int = 256):
+    """Per-group sums of values ([n] or [n, d]) in the kernels' order (csrc/common/group_sums.h),
+    with torch ops in the values' dtype: each group's rows in increasing index order, cut into
+    chunks of `chunk` rows, each chunk added row by row from 0, the chunk sums added in order
+    from 0 (0 for an empty group)."""
+    sums = torch.zeros((num_groups, *values.shape[1:]), dtype=values.dtype)
+    for k in range(num_groups):
+        rows = values[(groups == k).nonzero().flatten()]  # increasing index order
+        if rows.shape[0] == 0:
+            continue
+        chunks = math.ceil(rows.shape[0] / chunk)
+        padded = torch.zeros((chunks * chunk, *values.shape[1:]), dtype=values.dtype)
+        padded[: rows.shape[0]] = rows
+        padded = padded.view(chunks, chunk, *values.shape[1:])
+        part = torch.zeros((chunks, *values.shape[1:]), dtype=values.dtype)
+        for r in range(chunk):  # adding +0 for the padding changes nothing
+            part = part + padded[:, r]
+        for q in range(chunks):
+            sums[k] = sums[k] + part[q]
+    return sums
+
+
 def ordered_centroid_distances(embeddings: torch.Tensor, labels: torch.Tensor, num_classes: int,
                                chunk: int = 256, lanes: int = 32):
     """centroid_distances in its documented summation order, with torch elementwise ops in the
-    accumulation dtype (float32, float64 for float64): each class's rows in increasing index
-    order, cut into chunks of `chunk` rows, each chunk added row by row from 0, the chunk sums
-    added in order from 0, divided by the count (0 when empty); each row's (x - c)^2 added by
+    accumulation dtype (float32, float64 for float64): each class's sum in the order of
+    ordered_group_sums, divided by the count (0 when empty); each row's (x - c)^2 added by
     `lanes` lanes (lane t: dims t, t + lanes, ...) and a binary tree over the lanes."""
     acc = torch.float64 if embeddings.dtype == torch.float64 else torch.float32
     x = embeddings.to(acc)
     y = labels.long()
     n, d = x.shape
     counts = torch.bincount(y, minlength=num_classes)
-    centroids = torch.zeros(num_classes, d, dtype=acc)
-    for c in range(num_classes):
-        rows = x[(y == c).nonzero().flatten()]  # increasing index order
-        if rows.shape[0] == 0:
-            continue
-        chunks = math.ceil(rows.shape[0] / chunk)
-        padded = torch.zeros(chunks * chunk, d, dtype=acc)
-        padded[: rows.shape[0]] = rows
-        padded = padded.view(chunks, chunk, d)
-        part = torch.zeros(chunks, d, dtype=acc)
-        for r in range(chunk):  # adding +0 for the padding changes nothing
-            part = part + padded[:, r]
-        total = torch.zeros(d, dtype=acc)
-        for q in range(chunks):
-            total = total + part[q]
-        centroids[c] = total / torch.tensor(float(rows.shape[0]), dtype=acc)
+    centroids = ordered_group_sums(x, y, num_classes, chunk) / counts.clamp(min=1).to(acc)[:, None]  # 0 when empty
     diff = x - centroids[y]
     sq = diff * diff
     width = math.ceil(d / lanes) * lanes

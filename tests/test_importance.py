@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from dsampling_ext import ops
-from reference import gradnorm_composite, gradnorm_scores_reference, weighted_sample_reference
+from reference import gradnorm_composite, gradnorm_scores_reference, ordered_group_sums, weighted_sample_reference
 from stats import chi2_critical, chi2_statistic
 
 # ----------------------------------------------------------------------------- weighted_sample
@@ -249,11 +249,23 @@ def test_gradnorm_scores_match_the_composite(dtype, batch, num_groups, label_dty
     torch.testing.assert_close(scores.double(), want, rtol=TOLERANCE[dtype], atol=ATOL[dtype])
     torch.testing.assert_close(sums.double(), want_sums, rtol=TOLERANCE[dtype] * 4, atol=ATOL[dtype] ** 2)
     assert torch.equal(counts, want_counts)
-    # The group sums add score^2 in row order, in the accumulation type: exactly this.
-    exact = torch.zeros(g, dtype=acc)
-    for r, k in enumerate((labels if groups is None else groups).tolist()):
-        exact[k] = exact[k] + scores[r] * scores[r]
-    assert torch.equal(sums, exact)
+    # The group sums add score^2 in the chunked order, in the accumulation type: exactly this.
+    assert torch.equal(sums, ordered_group_sums(scores * scores, (labels if groups is None else groups).long(), g))
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.float32, torch.float64], ids=str)
+def test_gradnorm_group_sums_add_chunks_of_256_rows(dtype):
+    # A group of 1,100 rows spans five chunks (the last partial), one of 401 two, one is empty:
+    # the sums are the chunked order's to the bit, and within rounding of float64's.
+    g = torch.Generator().manual_seed(11)
+    z = (torch.randn(1501, 10, generator=g) * 3).to(dtype)
+    labels = torch.randint(0, 10, (1501,), generator=g)
+    groups = torch.ones(1501, dtype=torch.int64)
+    groups[torch.randperm(1501, generator=g)[:1100]] = 0
+    scores, sums, counts = ops.gradnorm_scores(z, labels, groups, 3)
+    assert counts.tolist() == [1100, 401, 0]
+    assert torch.equal(sums, ordered_group_sums(scores * scores, groups, 3))
+    torch.testing.assert_close(sums.double(), gradnorm_scores_reference(z, labels, groups, 3)[1], rtol=1e-5, atol=0)
 
 
 def test_gradnorm_reference_is_the_composite():

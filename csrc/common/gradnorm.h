@@ -15,7 +15,7 @@
 // so the scores are bit-identical; for float64 exp comes from each device's math library, which
 // may round the last bit differently.
 //
-// Group sums of score^2 add the rows of a group in increasing row order, on both devices.
+// Group sums of score^2 add the rows of each group in the chunked order of common/group_sums.h.
 #pragma once
 
 #include <cmath>

@@ -1,10 +1,9 @@
 // Per-element math of centroid_distances (IDS, seed 003), shared by the CPU and CUDA kernels.
 //
 // Both twins add in one fixed order, so their centroids and distances agree to the bit:
-//   * class sums: the rows of each class, in increasing row order, are cut into chunks of
-//     kChunkRows rows; a chunk's sum (per dimension) adds its rows in order, starting from 0;
-//     a class's sum adds its chunks' sums in chunk order, starting from 0; the centroid is that
-//     sum divided by the class's row count (0 for an empty class, whose count says it is empty);
+//   * class sums: per dimension, in the chunked order of common/group_sums.h (the classes are
+//     the groups); the centroid is that sum divided by the class's row count (0 for an empty
+//     class, whose count says it is empty);
 //   * squared distances: kDistanceLanes lanes, lane t adding (x_j - c_j)^2 for the dimensions
 //     j = t, t + kDistanceLanes, ... in turn, then a binary tree over the lanes (lane t += lane
 //     t + s for s = kDistanceLanes/2, ..., 1): the CUDA kernel gives each row one warp and adds
@@ -22,17 +21,7 @@
 namespace dsampling {
 namespace prototypes {
 
-constexpr int64_t kChunkRows = 256;
 constexpr int kDistanceLanes = 32;
-
-// Chunks of a class with `rows` rows.
-DS_INLINE int64_t chunks_of(int64_t rows) { return (rows + kChunkRows - 1) / kChunkRows; }
-
-// An upper bound of the chunks of all classes, known before the counts: at most one partial
-// chunk per non-empty class.
-DS_INLINE int64_t max_chunks(int64_t n, int64_t classes) {
-  return n / kChunkRows + (classes < n ? classes : n);
-}
 
 // (x - c)^2, each operation rounded once in A.
 template <typename A>

@@ -1,5 +1,5 @@
 // centroid_distances on the CPU (IDS, seed 003): a stable counting sort of the rows by label, one
-// pass over the embeddings for the chunk sums of each class (common/prototypes.h), the class
+// pass over the embeddings for the chunk sums of each class (common/group_sums.h), the class
 // means from them, and a second pass for each row's squared distance to its class mean.
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
@@ -13,13 +13,14 @@
 #include <vector>
 
 #include "common/checks.h"
+#include "common/group_sums.h"
 #include "common/prototypes.h"
 #include "common/rounding.h"
 
 namespace dsampling {
 namespace {
 
-using prototypes::kChunkRows;
+using group_sums::kChunkRows;
 using prototypes::kDistanceLanes;
 
 constexpr int64_t kRowGrain = 1 << 12;
@@ -114,7 +115,7 @@ void centroid_distances_impl(const T* x, const L* labels, int64_t n, int64_t d, 
 
   // Chunk sums (pass 1 over the embeddings).
   std::vector<int64_t> chunk_start(classes + 1, 0);
-  for (int64_t c = 0; c < classes; ++c) chunk_start[c + 1] = chunk_start[c] + prototypes::chunks_of(counts[c]);
+  for (int64_t c = 0; c < classes; ++c) chunk_start[c + 1] = chunk_start[c] + group_sums::chunks_of(counts[c]);
   const int64_t chunks = chunk_start[classes];
   std::vector<A> partial(chunks * d);
   at::parallel_for(0, chunks, std::max<int64_t>(1, kRowGrain / (kChunkRows * d)), [&](int64_t begin, int64_t end) {

@@ -1,5 +1,6 @@
 // gradnorm_scores on the CPU: one pass per row block for the scores (common/gradnorm.h, rows in
-// parallel), then the per-group sums of score^2 and counts in row order. float16 and bfloat16
+// parallel), then one pass for the per-group sums of score^2 (in the chunked order of
+// common/group_sums.h) and counts. float16 and bfloat16
 // rows are widened to float32 a block at a time; the float32 loop is compiled for AVX-512, AVX2
 // and the baseline (target_clones), so its exp vectorises where the CPU allows.
 #include <ATen/Dispatch.h>
@@ -15,6 +16,7 @@
 #include "common/argmax.h"
 #include "common/checks.h"
 #include "common/gradnorm.h"
+#include "common/group_sums.h"
 #include "cpu/clones.h"
 
 namespace dsampling {
@@ -162,6 +164,25 @@ void scores_of(const T* z, const int64_t* labels, int64_t rows, int64_t classes,
   });
 }
 
+// The group sums of score^2 in the chunked order of common/group_sums.h, in one pass over the
+// rows: each group's open chunk is added to its sum when it fills and, at the end, if partial.
+template <typename A>
+void add_in_chunk_order(const A* scores, const std::vector<int64_t>& group_of, int64_t num_groups, A* sum,
+                        int64_t* count) {
+  std::vector<A> chunk(num_groups, A(0));  // sum and count start at 0
+  for (size_t r = 0; r < group_of.size(); ++r) {
+    const int64_t k = group_of[r];
+    chunk[k] = add_rn(chunk[k], mul_rn(scores[r], scores[r]));
+    if (++count[k] % group_sums::kChunkRows == 0) {
+      sum[k] = add_rn(sum[k], chunk[k]);
+      chunk[k] = A(0);
+    }
+  }
+  for (int64_t k = 0; k < num_groups; ++k) {
+    if (count[k] % group_sums::kChunkRows != 0) sum[k] = add_rn(sum[k], chunk[k]);
+  }
+}
+
 template <typename L>
 std::vector<int64_t> checked_ids(const at::Tensor& t, int64_t high, const char* name, const char* range) {
   const L* p = t.const_data_ptr<L>();
@@ -200,11 +221,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> gradnorm_scores_cpu(const at::Ten
     using A = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
     A* s = scores.mutable_data_ptr<A>();
     scores_of<scalar_t, A>(z.const_data_ptr<scalar_t>(), y.data(), rows, classes, s);
-    A* sum = group_sum_sq.mutable_data_ptr<A>();
-    for (int64_t r = 0; r < rows; ++r) {  // row order, as the CUDA twin adds them
-      sum[g[r]] = add_rn(sum[g[r]], mul_rn(s[r], s[r]));
-      ++count[g[r]];
-    }
+    add_in_chunk_order(s, g, num_groups, group_sum_sq.mutable_data_ptr<A>(), count);
   });
   return {scores, group_sum_sq, group_count};
 }

@@ -1,6 +1,5 @@
 // centroid_distances on CUDA, a strict twin of the CPU kernel (common/prototypes.h):
-//   1. cub's stable radix sort of (label, row) puts the rows in class order; a boundary pass
-//      finds each class's range (its count), a scan numbers the chunks of kChunkRows rows;
+//   1. the rows in class order, each class's range, count and chunks (cuda/group_rows.cuh);
 //   2. a block per chunk adds its rows in order, one thread per dimension (pass 1 over the
 //      embeddings); a thread per (class, dimension) adds the class's chunk sums in order and
 //      divides by the count;
@@ -18,67 +17,28 @@
 #include <c10/macros/Macros.h>
 #include <torch/library.h>
 
-#include <cub/device/device_radix_sort.cuh>
-#include <cub/device/device_scan.cuh>
-
 #include "common/checks.h"
+#include "common/group_sums.h"
 #include "common/prototypes.h"
 #include "common/rounding.h"
+#include "cuda/group_rows.cuh"
 #include "cuda/launch.cuh"
 
 namespace dsampling {
 namespace {
 
-using prototypes::kChunkRows;
+using group_sums::kChunkRows;
 using prototypes::kDistanceLanes;
 
-// Sort keys (the labels as int32, checked) and values (the row indices).
+// The sort keys: the labels as int32, checked.
 template <typename L>
-__global__ void keys_kernel(const L* labels, int64_t n, int64_t classes, int32_t* keys, int64_t* rows) {
+__global__ void keys_kernel(const L* labels, int64_t n, int64_t classes, int32_t* keys) {
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const int64_t label = static_cast<int64_t>(labels[i]);
     CUDA_KERNEL_ASSERT(label >= 0 && label < classes && "centroid_distances: labels must be in [0, num_classes)");
     keys[i] = static_cast<int32_t>(label);
-    rows[i] = i;
   }
-}
-
-// Each class's [start, end) in the sorted order, from where the sorted labels change. Classes
-// with no rows keep the zeros they start with.
-__global__ void bounds_kernel(const int32_t* sorted, int64_t n, int64_t* class_start, int64_t* class_end) {
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const int32_t c = sorted[i];
-    if (i == 0 || sorted[i - 1] != c) class_start[c] = i;
-    if (i == n - 1 || sorted[i + 1] != c) class_end[c] = i + 1;
-  }
-}
-
-// counts[c] and the chunks of each class (chunks[classes] = 0, so that an exclusive scan over
-// classes + 1 entries ends with the total).
-__global__ void counts_kernel(const int64_t* class_start, const int64_t* class_end, int64_t classes, int64_t* counts,
-                              int64_t* chunks) {
-  for (int64_t c = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; c <= classes;
-       c += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    if (c == classes) {
-      chunks[c] = 0;
-    } else {
-      counts[c] = class_end[c] - class_start[c];
-      chunks[c] = prototypes::chunks_of(counts[c]);
-    }
-  }
-}
-
-// The class owning chunk q: the last c with chunk_start[c] <= q (empty classes share their
-// successor's start, so the last one is the owner).
-__device__ inline int64_t owner(const int64_t* chunk_start, int64_t classes, int64_t q) {
-  int64_t lo = 0, hi = classes + 1;  // upper_bound over chunk_start[0, classes]
-  while (lo < hi) {
-    const int64_t mid = lo + (hi - lo) / 2;
-    if (chunk_start[mid] <= q) lo = mid + 1; else hi = mid;
-  }
-  return lo - 1;
 }
 
 // A block per chunk: its rows' ids go to shared memory, then thread t adds dimension t (t +
@@ -90,11 +50,9 @@ __global__ void chunk_sums_kernel(const T* __restrict__ x, int64_t d, const int6
   __shared__ int64_t rows[kChunkRows];
   const int64_t total = chunk_start[classes];
   for (int64_t q = blockIdx.x; q < total; q += gridDim.x) {
-    const int64_t c = owner(chunk_start, classes, q);
-    const int64_t offset = (q - chunk_start[c]) * kChunkRows;
-    const int64_t first = class_start[c] + offset;
-    const int64_t m = min(kChunkRows, counts[c] - offset);
-    for (int64_t r = threadIdx.x; r < m; r += blockDim.x) rows[r] = sorted_rows[first + r];
+    const cuda::Chunk chunk = cuda::chunk_at(class_start, counts, chunk_start, classes, q);
+    const int64_t m = chunk.rows;
+    for (int64_t r = threadIdx.x; r < m; r += blockDim.x) rows[r] = sorted_rows[chunk.first + r];
     __syncthreads();
     for (int64_t j = threadIdx.x; j < d; j += blockDim.x) {
       A s = A(0);
@@ -157,48 +115,18 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> centroid_distances_cuda(const at:
 
   // 1. Rows in class order (stable), class ranges, counts and chunk numbering.
   at::Tensor keys = at::empty({n}, x.options().dtype(at::kInt));
-  at::Tensor sorted_keys = at::empty({n}, x.options().dtype(at::kInt));
-  at::Tensor rows = at::empty({n}, longs);
-  at::Tensor sorted_rows = at::empty({n}, longs);
   AT_DISPATCH_INDEX_TYPES(y.scalar_type(), "centroid_distances_cuda_keys", [&] {
-    keys_kernel<index_t><<<cuda::grid_size(n), cuda::kThreads, 0, stream>>>(
-        y.const_data_ptr<index_t>(), n, classes, keys.mutable_data_ptr<int32_t>(), rows.mutable_data_ptr<int64_t>());
+    keys_kernel<index_t><<<cuda::grid_size(n), cuda::kThreads, 0, stream>>>(y.const_data_ptr<index_t>(), n, classes,
+                                                                            keys.mutable_data_ptr<int32_t>());
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
-  int end_bit = 1;
-  while (end_bit < 31 && (int64_t{1} << end_bit) < classes) ++end_bit;
-  size_t sort_bytes = 0;
-  C10_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(nullptr, sort_bytes, keys.const_data_ptr<int32_t>(),
-                                                 sorted_keys.mutable_data_ptr<int32_t>(),
-                                                 rows.const_data_ptr<int64_t>(), sorted_rows.mutable_data_ptr<int64_t>(),
-                                                 n, 0, end_bit, stream));
-  at::Tensor sort_temp = at::empty({static_cast<int64_t>(sort_bytes)}, x.options().dtype(at::kByte));
-  C10_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(sort_temp.mutable_data_ptr(), sort_bytes,
-                                                 keys.const_data_ptr<int32_t>(), sorted_keys.mutable_data_ptr<int32_t>(),
-                                                 rows.const_data_ptr<int64_t>(), sorted_rows.mutable_data_ptr<int64_t>(),
-                                                 n, 0, end_bit, stream));
-  at::Tensor class_start = at::zeros({classes}, longs);
-  at::Tensor class_end = at::zeros({classes}, longs);
-  bounds_kernel<<<cuda::grid_size(n), cuda::kThreads, 0, stream>>>(
-      sorted_keys.const_data_ptr<int32_t>(), n, class_start.mutable_data_ptr<int64_t>(),
-      class_end.mutable_data_ptr<int64_t>());
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
-  at::Tensor chunks = at::empty({classes + 1}, longs);
-  at::Tensor chunk_start = at::empty({classes + 1}, longs);
-  counts_kernel<<<cuda::grid_size(classes + 1), cuda::kThreads, 0, stream>>>(
-      class_start.const_data_ptr<int64_t>(), class_end.const_data_ptr<int64_t>(), classes,
-      counts.mutable_data_ptr<int64_t>(), chunks.mutable_data_ptr<int64_t>());
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
-  size_t scan_bytes = 0;
-  C10_CUDA_CHECK(cub::DeviceScan::ExclusiveSum(nullptr, scan_bytes, chunks.const_data_ptr<int64_t>(),
-                                               chunk_start.mutable_data_ptr<int64_t>(), classes + 1, stream));
-  at::Tensor scan_temp = at::empty({static_cast<int64_t>(scan_bytes)}, x.options().dtype(at::kByte));
-  C10_CUDA_CHECK(cub::DeviceScan::ExclusiveSum(scan_temp.mutable_data_ptr(), scan_bytes,
-                                               chunks.const_data_ptr<int64_t>(),
-                                               chunk_start.mutable_data_ptr<int64_t>(), classes + 1, stream));
+  const cuda::GroupedRows grouped = cuda::group_rows(keys, classes, counts, stream);
+  const at::Tensor& sorted_rows = grouped.sorted_rows;
+  const at::Tensor& class_start = grouped.group_start;
+  const at::Tensor& chunk_start = grouped.chunk_start;
 
   // 2. Chunk sums and class means; 3. squared distances.
-  const int64_t max_chunks = prototypes::max_chunks(n, classes);
+  const int64_t max_chunks = group_sums::max_chunks(n, classes);
   const int sum_threads = static_cast<int>(std::min<int64_t>(cuda::kThreads, cuda::ceil_div(d, cuda::kWarp) * cuda::kWarp));
   const int sum_blocks = static_cast<int>(std::min<int64_t>(max_chunks, static_cast<int64_t>(
       std::max(cuda::current_device_limits().sms, 1)) * (2048 / sum_threads)));

@@ -1,12 +1,15 @@
 // gradnorm_scores on CUDA, a twin of the CPU kernel (common/gradnorm.h): each row gets
 // G = argmax::group_width(C) lanes of a warp (as argmax_mismatch), lane t adding the terms
-// j = t, t + G, ..., the lanes merged by the shuffle tree the CPU emulates. The group sums then
-// go without atomics, so that they are the CPU's to the bit: each thread owns a group and walks
-// the rows in order, a shared-memory chunk at a time (B * G / threads steps: made for batches).
+// j = t, t + G, ..., the lanes merged by the shuffle tree the CPU emulates. The group sums go
+// without atomics, in the chunked order of common/group_sums.h, so that they are the CPU's to the
+// bit: the rows are put in group order (cuda/group_rows.cuh), a thread adds each chunk of 256
+// rows, then a thread per group adds its chunks (a batch all of one group: 256 + B / 256 serial
+// adds, where a thread walking every row took B).
 // No host sync; a label or group out of range trips a device assertion.
 #include <ATen/Dispatch.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
+#include <ATen/ops/zeros.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 #include <c10/macros/Macros.h>
@@ -15,6 +18,8 @@
 #include "common/argmax.h"
 #include "common/checks.h"
 #include "common/gradnorm.h"
+#include "common/group_sums.h"
+#include "cuda/group_rows.cuh"
 #include "cuda/launch.cuh"
 
 namespace dsampling {
@@ -59,41 +64,44 @@ __global__ void scores_kernel(const T* logits, const L* labels, int64_t rows, in
   }
 }
 
-constexpr int kChunk = 256;  // rows staged in shared memory per step of the group walk
+// The sort keys for the group sums: the groups as int32, checked.
+template <typename L>
+__global__ void group_keys_kernel(const L* group_of, int64_t rows, int64_t num_groups, int32_t* keys) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < rows;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t g = static_cast<int64_t>(group_of[i]);
+    CUDA_KERNEL_ASSERT(g >= 0 && g < num_groups && "gradnorm_scores: groups (or labels) must be in [0, num_groups)");
+    keys[i] = static_cast<int32_t>(g);
+  }
+}
 
-template <typename A, typename L>
-__global__ void __launch_bounds__(kChunk) group_sums_kernel(const A* scores, const L* group_of, int64_t rows,
-                                                            int64_t num_groups, int64_t high, A* sum_sq,
-                                                            int64_t* count) {
-  __shared__ A square[kChunk];
-  __shared__ int64_t id[kChunk];
-  for (int64_t first = blockIdx.x * static_cast<int64_t>(kChunk); first < num_groups;
-       first += static_cast<int64_t>(gridDim.x) * kChunk) {  // block-uniform
-    const int64_t k = first + threadIdx.x;
+// A thread per chunk: score^2 of its rows, in order from 0. Threads past the real total stop.
+template <typename A>
+__global__ void chunk_sums_kernel(const A* __restrict__ scores, const int64_t* __restrict__ sorted_rows,
+                                  const int64_t* group_start, const int64_t* counts, const int64_t* chunk_start,
+                                  int64_t num_groups, A* __restrict__ partial) {
+  const int64_t total = chunk_start[num_groups];
+  for (int64_t q = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; q < total;
+       q += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const cuda::Chunk chunk = cuda::chunk_at(group_start, counts, chunk_start, num_groups, q);
     A acc = A(0);
-    int64_t c = 0;
-    for (int64_t base = 0; base < rows; base += kChunk) {
-      const int64_t r = base + threadIdx.x;
-      if (r < rows) {
-        const int64_t g = static_cast<int64_t>(group_of[r]);
-        CUDA_KERNEL_ASSERT(g >= 0 && g < high && "gradnorm_scores: groups (or labels) must be in [0, num_groups)");
-        square[threadIdx.x] = mul_rn(scores[r], scores[r]);
-        id[threadIdx.x] = g;
-      }
-      __syncthreads();
-      const int m = rows - base < kChunk ? static_cast<int>(rows - base) : kChunk;
-      for (int t = 0; t < m; ++t) {
-        if (id[t] == k) {
-          acc = add_rn(acc, square[t]);
-          ++c;
-        }
-      }
-      __syncthreads();
+    for (int64_t r = 0; r < chunk.rows; ++r) {
+      const A v = scores[sorted_rows[chunk.first + r]];
+      acc = add_rn(acc, mul_rn(v, v));
     }
-    if (k < num_groups) {
-      sum_sq[k] = acc;
-      count[k] = c;
-    }
+    partial[q] = acc;
+  }
+}
+
+// A thread per group: its chunk sums in chunk order, from 0.
+template <typename A>
+__global__ void group_totals_kernel(const A* __restrict__ partial, const int64_t* chunk_start, int64_t num_groups,
+                                    A* __restrict__ sum_sq) {
+  for (int64_t k = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; k < num_groups;
+       k += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    A acc = A(0);
+    for (int64_t q = chunk_start[k]; q < chunk_start[k + 1]; ++q) acc = add_rn(acc, partial[q]);
+    sum_sq[k] = acc;
   }
 }
 
@@ -109,27 +117,37 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> gradnorm_scores_cuda(const at::Te
   const int64_t rows = z.size(0), classes = z.size(1);
   const at::ScalarType acc = z.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
   at::Tensor scores = at::empty({rows}, z.options().dtype(acc));
-  at::Tensor group_sum_sq = at::empty({num_groups}, z.options().dtype(acc));
-  at::Tensor group_count = at::empty({num_groups}, z.options().dtype(at::kLong));
+  at::Tensor group_sum_sq = at::zeros({num_groups}, z.options().dtype(acc));
+  at::Tensor group_count = at::zeros({num_groups}, z.options().dtype(at::kLong));
+  if (rows == 0) return {scores, group_sum_sq, group_count};
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
+  at::Tensor keys = at::empty({rows}, z.options().dtype(at::kInt));
+  AT_DISPATCH_INDEX_TYPES(g.scalar_type(), "gradnorm_scores_cuda_groups", [&] {
+    group_keys_kernel<index_t><<<cuda::grid_size(rows), cuda::kThreads, 0, stream>>>(
+        g.const_data_ptr<index_t>(), rows, num_groups, keys.mutable_data_ptr<int32_t>());
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  });
+  const cuda::GroupedRows grouped = cuda::group_rows(keys, num_groups, group_count, stream);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, z.scalar_type(), "gradnorm_scores_cuda", [&] {
     using A = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
     A* sp = scores.mutable_data_ptr<A>();
-    if (rows > 0) {
-      AT_DISPATCH_INDEX_TYPES(y.scalar_type(), "gradnorm_scores_cuda_labels", [&] {
-        const int group = argmax::group_width(classes);
-        scores_kernel<scalar_t, A, index_t><<<cuda::grid_size(rows * group), cuda::kThreads, 0, stream>>>(
-            z.const_data_ptr<scalar_t>(), y.const_data_ptr<index_t>(), rows, classes, group, sp);
-        C10_CUDA_KERNEL_LAUNCH_CHECK();
-      });
-    }
-    AT_DISPATCH_INDEX_TYPES(g.scalar_type(), "gradnorm_scores_cuda_groups", [&] {
-      const int blocks = static_cast<int>(std::min<int64_t>(cuda::ceil_div(num_groups, kChunk), 65535));
-      group_sums_kernel<A, index_t><<<blocks, kChunk, 0, stream>>>(sp, g.const_data_ptr<index_t>(), rows, num_groups,
-                                                                    num_groups, group_sum_sq.mutable_data_ptr<A>(),
-                                                                    group_count.mutable_data_ptr<int64_t>());
+    AT_DISPATCH_INDEX_TYPES(y.scalar_type(), "gradnorm_scores_cuda_labels", [&] {
+      const int group = argmax::group_width(classes);
+      scores_kernel<scalar_t, A, index_t><<<cuda::grid_size(rows * group), cuda::kThreads, 0, stream>>>(
+          z.const_data_ptr<scalar_t>(), y.const_data_ptr<index_t>(), rows, classes, group, sp);
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     });
+    const int64_t max_chunks = group_sums::max_chunks(rows, num_groups);
+    at::Tensor partial = at::empty({max_chunks}, z.options().dtype(acc));
+    chunk_sums_kernel<A><<<cuda::grid_size(max_chunks), cuda::kThreads, 0, stream>>>(
+        sp, grouped.sorted_rows.const_data_ptr<int64_t>(), grouped.group_start.const_data_ptr<int64_t>(),
+        group_count.const_data_ptr<int64_t>(), grouped.chunk_start.const_data_ptr<int64_t>(), num_groups,
+        partial.mutable_data_ptr<A>());
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    group_totals_kernel<A><<<cuda::grid_size(num_groups), cuda::kThreads, 0, stream>>>(
+        partial.const_data_ptr<A>(), grouped.chunk_start.const_data_ptr<int64_t>(), num_groups,
+        group_sum_sq.mutable_data_ptr<A>());
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
   return {scores, group_sum_sq, group_count};
 }

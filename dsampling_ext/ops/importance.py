@@ -26,8 +26,9 @@ def gradnorm_scores(logits: Tensor, labels: Tensor, groups: Optional[Tensor] = N
     uses each device's exp and may differ in the last bit). A row holding NaN or +inf scores NaN,
     as the composite does.
 
-    The group sums add ``scores**2`` of the rows of each group in increasing row order (on both
-    devices: no atomics), so they too are deterministic.
+    The group sums add ``scores**2`` in one fixed order on both devices (no atomics), so they too
+    are deterministic and bit-identical: each group's rows in increasing row order, in chunks of
+    256 rows added in order, then the chunk sums in order (the GPU adds the chunks in parallel).
 
     Args:
         logits (Tensor[B, C]): float16, bfloat16, float32 or float64.

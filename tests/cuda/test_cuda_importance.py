@@ -60,6 +60,19 @@ def test_gradnorm_scores_identical(classes, dtype):
         assert all(torch.equal(a.cpu(), b) for a, b in zip(got, want))
 
 
+@pytest.mark.parametrize("rows", [255, 256, 257, 100_003])
+def test_gradnorm_group_sums_identical_with_one_dominant_group(rows):
+    # Most rows in group 0 (one chunk per 256 of them), the rest spread over 70,000 mostly empty
+    # groups: the chunked sums run in the CPU's order.
+    g = torch.Generator().manual_seed(rows)
+    z = torch.randn(rows, 10, generator=g) * 4
+    y = torch.randint(0, 10, (rows,), generator=g)
+    groups = torch.where(torch.rand(rows, generator=g) < 0.9, 0, torch.randint(0, 70_000, (rows,), generator=g))
+    want = ops.gradnorm_scores(z, y, groups, 70_000)
+    got = ops.gradnorm_scores(z.cuda(), y.cuda(), groups.cuda(), 70_000)
+    assert all(torch.equal(a.cpu(), b) for a, b in zip(got, want))
+
+
 def test_gradnorm_scores_float64_close():
     # float64 takes each device's exp: equal to within the last bits.
     z = torch.randn(500, 37, dtype=torch.float64) * 5
