@@ -92,7 +92,8 @@ class ResumableSampler(Sampler[int]):
         if self._resume is not None and self._resume[0] == self.epoch:
             start = min(self._resume[1], len(order))
         self._resume = None
-        self._total, self._rest = len(order), iter(order[start:])
+        self._total, self._rest = len(order), iter(order)
+        self._rest.__setstate__(start)  # skip the resumed part without copying the list
         return itertools.chain(self._start(start), self._rest, self._finish())
 
     def _start(self, start: int) -> Iterator[int]:
