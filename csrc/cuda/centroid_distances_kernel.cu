@@ -30,17 +30,6 @@ namespace {
 using group_sums::kChunkRows;
 using prototypes::kDistanceLanes;
 
-// The sort keys: the labels as int32, checked.
-template <typename L>
-__global__ void keys_kernel(const L* labels, int64_t n, int64_t classes, int32_t* keys) {
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const int64_t label = static_cast<int64_t>(labels[i]);
-    CUDA_KERNEL_ASSERT(label >= 0 && label < classes && "centroid_distances: labels must be in [0, num_classes)");
-    keys[i] = static_cast<int32_t>(label);
-  }
-}
-
 // A block per chunk: its rows' ids go to shared memory, then thread t adds dimension t (t +
 // blockDim, ...) over the rows in order. Blocks loop over chunks; past the real total they stop.
 template <typename T, typename A>
@@ -114,13 +103,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> centroid_distances_cuda(const at:
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
 
   // 1. Rows in class order (stable), class ranges, counts and chunk numbering.
-  at::Tensor keys = at::empty({n}, x.options().dtype(at::kInt));
-  AT_DISPATCH_INDEX_TYPES(y.scalar_type(), "centroid_distances_cuda_keys", [&] {
-    keys_kernel<index_t><<<cuda::grid_size(n), cuda::kThreads, 0, stream>>>(y.const_data_ptr<index_t>(), n, classes,
-                                                                            keys.mutable_data_ptr<int32_t>());
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
-  });
-  const cuda::GroupedRows grouped = cuda::group_rows(keys, classes, counts, stream);
+  const cuda::GroupedRows grouped = cuda::group_rows(y, classes, counts, stream);
   const at::Tensor& sorted_rows = grouped.sorted_rows;
   const at::Tensor& class_start = grouped.group_start;
   const at::Tensor& chunk_start = grouped.chunk_start;

@@ -64,17 +64,6 @@ __global__ void scores_kernel(const T* logits, const L* labels, int64_t rows, in
   }
 }
 
-// The sort keys for the group sums: the groups as int32, checked.
-template <typename L>
-__global__ void group_keys_kernel(const L* group_of, int64_t rows, int64_t num_groups, int32_t* keys) {
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < rows;
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const int64_t g = static_cast<int64_t>(group_of[i]);
-    CUDA_KERNEL_ASSERT(g >= 0 && g < num_groups && "gradnorm_scores: groups (or labels) must be in [0, num_groups)");
-    keys[i] = static_cast<int32_t>(g);
-  }
-}
-
 // A thread per chunk: score^2 of its rows, in order from 0. Threads past the real total stop.
 template <typename A>
 __global__ void chunk_sums_kernel(const A* __restrict__ scores, const int64_t* __restrict__ sorted_rows,
@@ -121,13 +110,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> gradnorm_scores_cuda(const at::Te
   at::Tensor group_count = at::zeros({num_groups}, z.options().dtype(at::kLong));
   if (rows == 0) return {scores, group_sum_sq, group_count};
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
-  at::Tensor keys = at::empty({rows}, z.options().dtype(at::kInt));
-  AT_DISPATCH_INDEX_TYPES(g.scalar_type(), "gradnorm_scores_cuda_groups", [&] {
-    group_keys_kernel<index_t><<<cuda::grid_size(rows), cuda::kThreads, 0, stream>>>(
-        g.const_data_ptr<index_t>(), rows, num_groups, keys.mutable_data_ptr<int32_t>());
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
-  });
-  const cuda::GroupedRows grouped = cuda::group_rows(keys, num_groups, group_count, stream);
+  const cuda::GroupedRows grouped = cuda::group_rows(g, num_groups, group_count, stream);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, z.scalar_type(), "gradnorm_scores_cuda", [&] {
     using A = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
     A* sp = scores.mutable_data_ptr<A>();

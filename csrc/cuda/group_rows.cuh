@@ -5,6 +5,7 @@
 // the number of chunks are sized by group_sums::max_chunks, and kernels stop at chunk_start[groups].
 #pragma once
 
+#include <ATen/Dispatch.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/arange.h>
 #include <ATen/ops/empty.h>
@@ -20,6 +21,18 @@
 namespace dsampling {
 namespace cuda {
 namespace {  // each kernel file gets its own copy of these kernels
+
+// The sort keys: the group ids as int32, checked.
+template <typename L>
+__global__ void group_keys_kernel(const L* group_of, int64_t n, int64_t groups, int32_t* keys) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t k = static_cast<int64_t>(group_of[i]);
+    CUDA_KERNEL_ASSERT(k >= 0 && k < groups &&
+                       "labels (centroid_distances) or groups (gradnorm_scores) must be in [0, the number of groups)");
+    keys[i] = static_cast<int32_t>(k);
+  }
+}
 
 // Each group's [start, end), from where the sorted keys change. Empty groups keep their zeros.
 __global__ void group_bounds_kernel(const int32_t* sorted, int64_t n, int64_t* start, int64_t* end) {
@@ -77,11 +90,17 @@ struct GroupedRows {
   at::Tensor chunk_start;  // int64 [groups + 1]: each group's first chunk; [groups] is the total
 };
 
-// keys: int32 [n] group ids in [0, groups), checked by the caller's kernel that wrote them;
+// group_of: int64 or int32 [n], contiguous, ids in [0, groups) (else a device assertion);
 // counts: int64 [groups], zeros, receives each group's row count.
-inline GroupedRows group_rows(const at::Tensor& keys, int64_t groups, at::Tensor& counts, cudaStream_t stream) {
-  const int64_t n = keys.numel();
-  const at::TensorOptions longs = keys.options().dtype(at::kLong);
+inline GroupedRows group_rows(const at::Tensor& group_of, int64_t groups, at::Tensor& counts, cudaStream_t stream) {
+  const int64_t n = group_of.numel();
+  const at::TensorOptions longs = group_of.options().dtype(at::kLong);
+  at::Tensor keys = at::empty({n}, group_of.options().dtype(at::kInt));
+  AT_DISPATCH_INDEX_TYPES(group_of.scalar_type(), "group_rows_keys", [&] {
+    group_keys_kernel<index_t><<<grid_size(n), kThreads, 0, stream>>>(group_of.const_data_ptr<index_t>(), n, groups,
+                                                                      keys.mutable_data_ptr<int32_t>());
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  });
   const at::Tensor rows = at::arange(n, longs);
   at::Tensor sorted_keys = at::empty({n}, keys.options());
   at::Tensor sorted_rows = at::empty({n}, longs);
