@@ -150,6 +150,7 @@ class ImportanceSampler(Sampler[list]):
         self.group_count = torch.zeros(self.num_groups, dtype=acc, device=self.device)
         self.epoch = 0
         self.position = 0  # batches yielded in this epoch (a resumed iteration starts here)
+        self._epoch_named: Optional[int] = None  # the epoch set_epoch last named
         self._dist: Optional[tuple[int, Tensor, Tensor]] = None  # (epoch, p [N] float64 CPU, draws)
         self._lookup: dict = {}
 
@@ -199,7 +200,7 @@ class ImportanceSampler(Sampler[list]):
 
     def set_epoch(self, epoch: int) -> None:
         """Fix epoch ``epoch``'s distribution and draw its batches (the same on every rank)."""
-        self.epoch = require_epoch(epoch)
+        self.epoch = self._epoch_named = require_epoch(epoch)
         if self._dist is None or self._dist[0] != self.epoch:
             self.position = 0
         self._draw()
@@ -295,12 +296,20 @@ class ImportanceSampler(Sampler[list]):
                     group_count=self.group_count.clone())
 
     def load_state_dict(self, state: dict) -> None:
+        """Restore a saved state, before or after ``set_epoch``: a state of the epoch that
+        set_epoch named (or of any epoch, when set_epoch was not called) resumes that epoch with
+        its draws at its position; a state of an earlier epoch only restores the scores, and the
+        named epoch is drawn from them (torchdata's ``StatefulDataLoader`` loads a state at the
+        next ``iter()``, after the loop's set_epoch for the next epoch)."""
         if state["config"] != repr(self):
             raise ValueError(f"state was saved by {state['config']}, not by {self!r}")
-        self.epoch, self.position = state["epoch"], state["position"]
         for name in ("scores", "scored", "group_sum_sq", "group_count"):
             setattr(self, name, state[name].clone().to(self.device))
         self._dist, self._lookup = None, {}
+        if self._epoch_named is not None and self._epoch_named > state["epoch"]:
+            self.position = 0
+            return
+        self.epoch, self.position = state["epoch"], state["position"]
         if state["distribution"] is not None:
             e, p, indices = state["distribution"]
             self._set_distribution(e, p.clone(), indices.clone())

@@ -8,6 +8,7 @@ import math
 import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
+from torchdata.stateful_dataloader import StatefulDataLoader
 
 from dsampling_ext import ImportanceSampler, IndexedDataset, ops, weighted_mean
 from reference import gradnorm_scores_reference
@@ -293,8 +294,6 @@ def test_repeated_indices_carry_their_last_score():
 def test_stateful_dataloader_resumes_mid_epoch(workers):
     # torchdata's StatefulDataLoader snapshots the batch sampler's state per batch, so a resumed
     # loader gives the batches the uninterrupted one would, even with workers prefetching.
-    from torchdata.stateful_dataloader import StatefulDataLoader
-
     groups = torch.arange(103) % 4
     data = IndexedDataset(TensorDataset(torch.randn(103, 2), groups))
 
@@ -328,3 +327,54 @@ def test_each_rank_takes_its_slice_of_every_global_draw():
         for b, indices in enumerate(got):
             start = b * batch * world + r * batch
             assert indices == draw[start : start + batch].tolist()
+
+
+def resumable_run(epochs=4, n=120, batch=10):
+    """A model trained with the sampler through torchdata's StatefulDataLoader, as the resume
+    recipe of docs/integrations.md does; returns its objects."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(n, 4, generator=g)
+    y = (x[:, 0] + 0.3 * x[:, 1] > 0).long()
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    sampler = ImportanceSampler(n, y, batch, seed=1)
+    loader = StatefulDataLoader(IndexedDataset(TensorDataset(x, y)), batch_sampler=sampler)
+    return model, optimizer, sampler, loader
+
+
+def train(objects, start, epochs, stop=None):
+    """Epochs from ``start``: set_epoch, then the batches; returns (steps, checkpoint after the
+    step ``stop`` = (epoch, batch))."""
+    model, optimizer, sampler, loader = objects
+    steps = []
+    for epoch in range(start, epochs):
+        sampler.set_epoch(epoch)
+        for i, (xb, yb, idx) in enumerate(loader):
+            logits = model(xb)
+            sampler.update(idx, logits.detach(), yb)
+            w = sampler.weights(idx)
+            optimizer.zero_grad()
+            weighted_mean(torch.nn.functional.cross_entropy(logits, yb, reduction="none"), w).backward()
+            optimizer.step()
+            steps.append((epoch, idx.tolist(), w.tolist()))
+            if stop == (epoch, i + 1):
+                done = i + 1 == len(loader)
+                return steps, dict(epoch=epoch + done, model=model.state_dict(), optimizer=optimizer.state_dict(),
+                                   loader=loader.state_dict())
+    return steps, None
+
+
+@pytest.mark.filterwarnings("ignore:'set_vital' is deprecated")
+@pytest.mark.parametrize("stop", [(1, 12), (2, 5)], ids=["boundary", "mid-epoch"])
+def test_stateful_loader_resume_is_the_uninterrupted_run(stop):
+    # The loader loads its state at iter(), after the loop's set_epoch for the next epoch: a
+    # state saved at an epoch's end must not replay that epoch.
+    whole, _ = train(resumable_run(), 0, 4)
+    first, checkpoint = train(resumable_run(), 0, 4, stop=stop)
+    objects = resumable_run()
+    objects[0].load_state_dict(checkpoint["model"])
+    objects[1].load_state_dict(checkpoint["optimizer"])
+    objects[3].load_state_dict(checkpoint["loader"])
+    rest, _ = train(objects, checkpoint["epoch"], 4)
+    assert first + rest == whole
