@@ -5,6 +5,7 @@ step, and a run resumed from a checkpoint (mid-epoch with the StatefulDataLoader
 boundary) is the uninterrupted run."""
 
 import os
+import warnings
 
 import pytest
 
@@ -62,10 +63,11 @@ class Linear(pl.LightningModule):
         return dict(optimizer=optimizer, lr_scheduler=dict(scheduler=scheduler, interval="step"))
 
 
-def fit(max_epochs, devices=1, ckpt_path=None, accumulate=1, checkpoints=None, loader=StatefulDataLoader):
+def fit(max_epochs, devices=1, ckpt_path=None, accumulate=1, checkpoints=None, loader=StatefulDataLoader,
+        module_class=Linear):
     """A fit of the module; ``checkpoints``: a ModelCheckpoint to save with."""
     sampling = TableSamplerCallback(PruningSampler(ScoreTable(N), EPOCHS, seed=3))
-    module = Linear(sampling, loader)
+    module = module_class(sampling, loader)
     trainer = pl.Trainer(max_epochs=max_epochs, accelerator="cpu", devices=devices,
                          strategy="ddp" if devices > 1 else "auto", callbacks=[sampling] + ([checkpoints] if checkpoints else []),
                          logger=False, enable_checkpointing=checkpoints is not None, enable_progress_bar=False,
@@ -148,6 +150,32 @@ def test_a_mid_epoch_checkpoint_of_a_plain_dataloader_is_refused(tmp_path, resum
                                          r"checkpoint saved within an epoch \(epoch 2, after batch 7\): the saved "
                                          r"run's train loader did not save its place"):
         fit(EPOCHS, ckpt_path=tmp_path / "step=42.ckpt", loader=resumed_with)
+
+
+class OneCycle(Linear):
+    def configure_optimizers(self):
+        optimizer = torch.optim.SGD(self.parameters(), lr=0.1)
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, 0.1, self.trainer.estimated_stepping_batches)
+        return dict(optimizer=optimizer, lr_scheduler=dict(scheduler=scheduler, interval="step"))
+
+
+class EpochCosine(Linear):
+    def configure_optimizers(self):
+        optimizer = torch.optim.SGD(self.parameters(), lr=0.1)
+        return dict(optimizer=optimizer, lr_scheduler=torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, EPOCHS))
+
+
+# ProgressScheduler (Linear's) and an epoch-interval scheduler follow the epochs, whatever their lengths
+@pytest.mark.parametrize("module_class, warned", [(OneCycle, True), (Linear, False), (EpochCosine, False)])
+def test_a_step_scheduler_sized_in_steps_is_warned_about(module_class, warned):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fit(1, module_class=module_class)
+    ours = [str(w.message) for w in caught if str(w.message).startswith("TableSamplerCallback")]
+    assert len(ours) == warned
+    if warned:
+        assert ("OneCycleLR steps every batch" in ours[0] and "estimated_stepping_batches counts every epoch as long "
+                "as the fit's first (20 batches)" in ours[0] and "dsampling_ext.ProgressScheduler" in ours[0])
 
 
 def test_the_callback_refuses_a_table_of_another_size():

@@ -12,8 +12,10 @@ trainer's world size and rank, and sets the batch count from the sampler each ep
 from __future__ import annotations
 
 import lightning.pytorch as pl
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 
+from ..schedules import ProgressScheduler
 from ..scores import TableSampler, weighted_mean
 
 __all__ = ["TableSamplerCallback"]
@@ -60,6 +62,16 @@ class TableSamplerCallback(pl.Callback):
         self.sampler.num_replicas, self.sampler.rank = trainer.world_size, trainer.global_rank
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        for config in trainer.lr_scheduler_configs:
+            if config.interval == "step" and not isinstance(config.scheduler, ProgressScheduler):
+                rank_zero_warn(
+                    f"TableSamplerCallback: the learning-rate scheduler {type(config.scheduler).__name__} steps every "
+                    f"batch, but the sampler's epochs change length with the recorded losses, so no step count is "
+                    f"known in advance: trainer.estimated_stepping_batches counts every epoch as long as the fit's "
+                    f"first ({trainer.num_training_batches} batches), and a schedule sized by it stops short of its "
+                    f"end (or, resumed, runs past it). Use dsampling_ext.ProgressScheduler(optimizer, epochs, "
+                    f"callback.progress), which ends with the last epoch, or an epoch-interval scheduler",
+                    category=UserWarning)
         if not trainer.fit_loop.restarted_mid_epoch:
             return
         # Lightning resumes a checkpoint saved within an epoch without calling on_train_epoch_start
