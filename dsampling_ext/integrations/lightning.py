@@ -6,7 +6,8 @@ sampler in a ``DistributedSamplerWrapper`` (``use_distributed_sampler=True``), w
 sampler's shard again and freezes the epoch's length at the first epoch's; its batch count
 (``num_training_batches``), and with it the last step of a gradient accumulation, stays the
 first epoch's. :class:`TableSamplerCallback` keeps the sampler (it shards itself), gives it the
-trainer's world size and rank, and sets the batch count from the sampler each epoch.
+trainer's world size and rank, and sets the batch count from the sampler each epoch, also in an
+epoch that Lightning resumes mid-way (it skips ``on_train_epoch_start`` there).
 """
 
 from __future__ import annotations
@@ -29,13 +30,19 @@ def _stateful(loader) -> bool:
 class TableSamplerCallback(pl.Callback):
     """Run a :class:`~dsampling_ext.TableSampler` (e.g. a PruningSampler) under ``Trainer.fit``.
 
-    Build the train DataLoader on ``callback.sampler`` over an
+    Build the train loader as torchdata's ``StatefulDataLoader`` on ``callback.sampler`` over an
     :class:`~dsampling_ext.IndexedDataset`, pass the callback to the Trainer, and return
     ``callback.loss(indices, losses)`` from ``training_step``: it records the per-sample losses
     in the table and returns their weighted mean. ``callback.progress`` drives a
-    :class:`~dsampling_ext.ProgressScheduler` (``"interval": "step"``). The table is the
-    callback's state, so a checkpoint taken at an epoch boundary resumes the run identically
-    (mid-epoch checkpoints are not covered: Lightning restarts a plain DataLoader's epoch).
+    :class:`~dsampling_ext.ProgressScheduler` (``"interval": "step"``); another scheduler that
+    steps every batch is warned about, since ``trainer.estimated_stepping_batches`` counts every
+    epoch as long as the fit's first.
+
+    The table is the callback's state and Lightning saves a ``StatefulDataLoader``'s place in
+    the epoch, so ``trainer.fit(module, ckpt_path=path)`` resumes the uninterrupted run from a
+    checkpoint taken anywhere: mid-epoch (e.g. ``ModelCheckpoint(every_n_train_steps=...)``) or
+    at an epoch's end. With a plain ``DataLoader`` only checkpoints at an epoch's end resume it;
+    resuming a mid-epoch one is a ValueError (Lightning would restart the epoch).
 
     Args:
         sampler: the TableSampler of the train loader.
@@ -69,7 +76,7 @@ class TableSamplerCallback(pl.Callback):
                     f"batch, but the sampler's epochs change length with the recorded losses, so no step count is "
                     f"known in advance: trainer.estimated_stepping_batches counts every epoch as long as the fit's "
                     f"first ({trainer.num_training_batches} batches), and a schedule sized by it stops short of its "
-                    f"end (or, resumed, runs past it). Use dsampling_ext.ProgressScheduler(optimizer, epochs, "
+                    f"end. Use dsampling_ext.ProgressScheduler(optimizer, epochs, "
                     f"callback.progress), which ends with the last epoch, or an epoch-interval scheduler",
                     category=UserWarning)
         if not trainer.fit_loop.restarted_mid_epoch:
