@@ -2,7 +2,7 @@
 use_distributed_sampler=True) the ranks together train exactly the sampler's selection each epoch,
 the batch count and accumulation follow each epoch's length, the progress schedule ends at the last
 step, and a run resumed from a checkpoint (mid-epoch with the StatefulDataLoader, or at an epoch
-boundary) is the uninterrupted run."""
+boundary; on one process and on two) is the uninterrupted run."""
 
 import os
 import warnings
@@ -184,3 +184,24 @@ def test_the_callback_refuses_a_table_of_another_size():
                          enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
     with pytest.raises(ValueError, match=f"the train dataset holds {N} samples but the sampler's ScoreTable {N - 1}"):
         trainer.fit(Linear(sampling))
+
+
+def resume_worker(rank, port, path):
+    os.environ.update(WORLD_SIZE="2", RANK=str(rank), LOCAL_RANK=str(rank), NODE_RANK="0", MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    checkpoints = ModelCheckpoint(dirpath=path, filename="{step}", every_n_train_steps=13, save_top_k=-1)
+    _, whole = fit(EPOCHS, devices=2, checkpoints=checkpoints)
+    assert whole.batches[0] < 13 < whole.batches[0] + whole.batches[1]  # within epoch 1
+    _, resumed = fit(EPOCHS, devices=2, ckpt_path=os.path.join(path, "step=13.ckpt"))
+    assert resumed.selection[2] == whole.selection[2]  # made from every rank's records of epoch 1
+    assert resumed.trained[2] == whole.trained[2]
+    for a, b in zip(resumed.parameters(), whole.parameters()):
+        assert torch.equal(a, b)
+    dist.barrier()
+
+
+def test_a_mid_epoch_checkpoint_on_two_ranks_keeps_every_ranks_records(tmp_path):
+    """Lightning saves rank 0's callback state: the table must hold the other ranks' records of the
+    saved epoch too, or the next selection is made without them."""
+    mp.spawn(resume_worker, args=(free_port(), str(tmp_path)), nprocs=2, join=True)

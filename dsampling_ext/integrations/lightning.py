@@ -142,6 +142,9 @@ class TableSamplerCallback(pl.Callback):
         return trainer.current_epoch + done / max(trainer.num_training_batches, 1)
 
     def state_dict(self) -> dict:
+        # Lightning saves rank 0's state, and every rank loads it: gather every rank's records since
+        # the last selection first (a collective; Lightning takes the state on every rank)
+        self.sampler.table.sync()
         # Lightning saves the train loader's position only for a stateful loader
         saved_loader_state = self._trainer is not None and _stateful(self._trainer.train_dataloader)
         return dict(table=self.sampler.table.state_dict(), saved_loader_state=saved_loader_state)
