@@ -2,8 +2,9 @@
 
 TableSamplerCallback keeps the sampler that Lightning's DDP would wrap (and shard again), gives
 Lightning each epoch's length for its batch count and accumulation, and keeps the table in the
-checkpoints; ProgressScheduler is ProgressLR as an LRScheduler, so the cosine ends with the last
-epoch however many steps the pruned epochs take.
+checkpoints (with the StatefulDataLoader's place, a mid-epoch checkpoint resumes the uninterrupted
+run too); ProgressScheduler is ProgressLR as an LRScheduler, so the cosine ends with the last epoch
+however many steps the pruned epochs take.
 
     python python/lightning_example.py --epochs 4
 """
@@ -13,7 +14,7 @@ from __future__ import annotations
 import lightning.pytorch as pl
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
+from torchdata.stateful_dataloader import StatefulDataLoader
 from toy_data import accuracy, example_data, example_parser, small_cnn
 
 import dsampling_ext
@@ -27,7 +28,8 @@ class Classifier(pl.LightningModule):
         self.train_data, self.test_data = train_data, test_data
 
     def train_dataloader(self):
-        return DataLoader(self.train_data, batch_size=self.args.batch, sampler=self.sampling.sampler)  # (2)
+        # (2) a StatefulDataLoader, so that a mid-epoch checkpoint resumes the epoch at its place
+        return StatefulDataLoader(self.train_data, batch_size=self.args.batch, sampler=self.sampling.sampler)
 
     def training_step(self, batch, batch_idx):
         x, y, idx = batch  # PrototypeImages yields (image, label, index)

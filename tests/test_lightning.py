@@ -1,9 +1,11 @@
 """dsampling_ext.integrations.lightning: on two gloo processes (Lightning's DDP with its default
 use_distributed_sampler=True) the ranks together train exactly the sampler's selection each epoch,
 the batch count and accumulation follow each epoch's length, the progress schedule ends at the last
-step, and a run resumed from an epoch-boundary checkpoint ends with the uninterrupted run's weights."""
+step, and a run resumed from a checkpoint (mid-epoch with the StatefulDataLoader, or at an epoch
+boundary; on one process and on two) is the uninterrupted run."""
 
 import os
+import warnings
 
 import pytest
 
@@ -16,7 +18,9 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
+from lightning.pytorch.callbacks import ModelCheckpoint
 from torch.utils.data import DataLoader, TensorDataset
+from torchdata.stateful_dataloader import StatefulDataLoader
 
 from dsampling_ext import IndexedDataset, ProgressScheduler, PruningSampler, ScoreTable
 from dsampling_ext.integrations.lightning import TableSamplerCallback
@@ -25,22 +29,24 @@ N, BATCH, EPOCHS, ACCUMULATE = 400, 20, 4, 3
 
 
 class Linear(pl.LightningModule):
-    def __init__(self, sampling):
+    def __init__(self, sampling, loader=StatefulDataLoader):
         super().__init__()
         torch.manual_seed(0)
         self.net = nn.Linear(6, 2)
-        self.sampling = sampling
+        self.sampling, self.loader = sampling, loader
         self.selection, self.trained, self.batches, self.lrs = {}, {}, {}, []  # per epoch; lr after each batch
 
     def train_dataloader(self):
         g = torch.Generator().manual_seed(0)
         x = torch.randn(N, 6, generator=g)
         data = IndexedDataset(TensorDataset(x, (x[:, 0] + 0.5 * x[:, 1] > 0).long()))
-        return DataLoader(data, batch_size=BATCH, sampler=self.sampling.sampler)
+        return self.loader(data, batch_size=BATCH, sampler=self.sampling.sampler)
 
-    def on_train_epoch_start(self):
-        self.selection[self.current_epoch] = self.sampling.sampler.indices.tolist()
-        self.batches[self.current_epoch] = self.trainer.num_training_batches
+    def on_train_batch_start(self, batch, batch_idx):
+        # at the first batch, not on_train_epoch_start: Lightning skips that hook in an epoch resumed mid-way
+        if self.current_epoch not in self.selection:
+            self.selection[self.current_epoch] = self.sampling.sampler.indices.tolist()
+            self.batches[self.current_epoch] = self.trainer.num_training_batches
 
     def training_step(self, batch, batch_idx):
         x, y, idx = batch
@@ -57,13 +63,15 @@ class Linear(pl.LightningModule):
         return dict(optimizer=optimizer, lr_scheduler=dict(scheduler=scheduler, interval="step"))
 
 
-def fit(max_epochs, devices=1, ckpt_path=None, accumulate=1):
+def fit(max_epochs, devices=1, ckpt_path=None, accumulate=1, checkpoints=None, loader=StatefulDataLoader,
+        module_class=Linear):
+    """A fit of the module; ``checkpoints``: a ModelCheckpoint to save with."""
     sampling = TableSamplerCallback(PruningSampler(ScoreTable(N), EPOCHS, seed=3))
-    module = Linear(sampling)
+    module = module_class(sampling, loader)
     trainer = pl.Trainer(max_epochs=max_epochs, accelerator="cpu", devices=devices,
-                         strategy="ddp" if devices > 1 else "auto", callbacks=[sampling], logger=False,
-                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                         accumulate_grad_batches=accumulate)
+                         strategy="ddp" if devices > 1 else "auto", callbacks=[sampling] + ([checkpoints] if checkpoints else []),
+                         logger=False, enable_checkpointing=checkpoints is not None, enable_progress_bar=False,
+                         enable_model_summary=False, accumulate_grad_batches=accumulate)
     trainer.fit(module, ckpt_path=ckpt_path)
     return trainer, module
 
@@ -100,16 +108,74 @@ def test_two_gloo_ranks_train_the_whole_selection_with_live_epoch_lengths():
     mp.spawn(worker, args=(free_port(),), nprocs=2, join=True)
 
 
-def test_a_checkpoint_at_an_epoch_boundary_resumes_the_uninterrupted_run(tmp_path):
-    _, whole = fit(EPOCHS)
-    first_trainer, first = fit(2)
+@pytest.mark.parametrize("loader", [StatefulDataLoader, DataLoader])
+def test_a_checkpoint_at_an_epoch_boundary_resumes_the_uninterrupted_run(tmp_path, loader):
+    _, whole = fit(EPOCHS, loader=loader)
+    first_trainer, first = fit(2, loader=loader)
     first_trainer.save_checkpoint(tmp_path / "epoch2.ckpt")
-    _, resumed = fit(EPOCHS, ckpt_path=tmp_path / "epoch2.ckpt")
+    _, resumed = fit(EPOCHS, ckpt_path=tmp_path / "epoch2.ckpt", loader=loader)
     assert [resumed.selection[e] for e in (2, 3)] == [whole.selection[e] for e in (2, 3)]
     assert [resumed.trained[e] for e in (2, 3)] == [whole.trained[e] for e in (2, 3)]
     assert first.lrs + resumed.lrs == whole.lrs
     for a, b in zip(resumed.parameters(), whole.parameters()):
         assert torch.equal(a, b)
+
+
+# the uninterrupted run's epochs have 20, 15, 16 and 20 batches: steps 7, 35 and 42 are batch 7 of
+# the first epoch, the last batch of the (pruned) second and batch 7 of the (pruned) third
+@pytest.mark.parametrize("step", [7, 35, 42])
+def test_a_mid_epoch_checkpoint_resumes_the_uninterrupted_run(tmp_path, step):
+    checkpoints = ModelCheckpoint(dirpath=tmp_path, filename="{step}", every_n_train_steps=step, save_top_k=-1)
+    _, whole = fit(EPOCHS, checkpoints=checkpoints)
+    assert [whole.batches[e] for e in range(EPOCHS)] == [20, 15, 16, 20]
+    _, resumed = fit(EPOCHS, ckpt_path=tmp_path / f"step={step}.ckpt")
+    epoch, done = next((e, step - sum(whole.batches[f] for f in range(e))) for e in range(EPOCHS)
+                       if step < sum(whole.batches[f] for f in range(e + 1)))
+    assert resumed.batches == {e: whole.batches[e] for e in range(epoch, EPOCHS)}  # the resumed epoch's too
+    assert resumed.selection == {e: whole.selection[e] for e in range(epoch, EPOCHS)}
+    assert resumed.trained[epoch] == whole.trained[epoch][done * BATCH:]  # on after the saved batch
+    assert {e: resumed.trained[e] for e in range(epoch + 1, EPOCHS)} == {e: whole.trained[e] for e in range(epoch + 1, EPOCHS)}
+    assert resumed.lrs == whole.lrs[step:]
+    for a, b in zip(resumed.parameters(), whole.parameters()):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("resumed_with", [DataLoader, StatefulDataLoader])
+def test_a_mid_epoch_checkpoint_of_a_plain_dataloader_is_refused(tmp_path, resumed_with):
+    """Lightning saves no place in the epoch for a plain DataLoader: resumed, it would restart the
+    epoch with its batch count at the saved batch."""
+    checkpoints = ModelCheckpoint(dirpath=tmp_path, filename="{step}", every_n_train_steps=42)
+    fit(3, checkpoints=checkpoints, loader=DataLoader)
+    with pytest.raises(ValueError, match=r"train_dataloader must be a torchdata StatefulDataLoader to resume a "
+                                         r"checkpoint saved within an epoch \(epoch 2, after batch 7\): the saved "
+                                         r"run's train loader did not save its place"):
+        fit(EPOCHS, ckpt_path=tmp_path / "step=42.ckpt", loader=resumed_with)
+
+
+class OneCycle(Linear):
+    def configure_optimizers(self):
+        optimizer = torch.optim.SGD(self.parameters(), lr=0.1)
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, 0.1, self.trainer.estimated_stepping_batches)
+        return dict(optimizer=optimizer, lr_scheduler=dict(scheduler=scheduler, interval="step"))
+
+
+class EpochCosine(Linear):
+    def configure_optimizers(self):
+        optimizer = torch.optim.SGD(self.parameters(), lr=0.1)
+        return dict(optimizer=optimizer, lr_scheduler=torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, EPOCHS))
+
+
+# ProgressScheduler (Linear's) and an epoch-interval scheduler follow the epochs, whatever their lengths
+@pytest.mark.parametrize("module_class, warned", [(OneCycle, True), (Linear, False), (EpochCosine, False)])
+def test_a_step_scheduler_sized_in_steps_is_warned_about(module_class, warned):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fit(1, module_class=module_class)
+    ours = [str(w.message) for w in caught if str(w.message).startswith("TableSamplerCallback")]
+    assert len(ours) == warned
+    if warned:
+        assert ("OneCycleLR steps every batch" in ours[0] and "estimated_stepping_batches counts every epoch as long "
+                "as the fit's first (20 batches)" in ours[0] and "dsampling_ext.ProgressScheduler" in ours[0])
 
 
 def test_the_callback_refuses_a_table_of_another_size():
@@ -118,3 +184,24 @@ def test_the_callback_refuses_a_table_of_another_size():
                          enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
     with pytest.raises(ValueError, match=f"the train dataset holds {N} samples but the sampler's ScoreTable {N - 1}"):
         trainer.fit(Linear(sampling))
+
+
+def resume_worker(rank, port, path):
+    os.environ.update(WORLD_SIZE="2", RANK=str(rank), LOCAL_RANK=str(rank), NODE_RANK="0", MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    checkpoints = ModelCheckpoint(dirpath=path, filename="{step}", every_n_train_steps=13, save_top_k=-1)
+    _, whole = fit(EPOCHS, devices=2, checkpoints=checkpoints)
+    assert whole.batches[0] < 13 < whole.batches[0] + whole.batches[1]  # within epoch 1
+    _, resumed = fit(EPOCHS, devices=2, ckpt_path=os.path.join(path, "step=13.ckpt"))
+    assert resumed.selection[2] == whole.selection[2]  # made from every rank's records of epoch 1
+    assert resumed.trained[2] == whole.trained[2]
+    for a, b in zip(resumed.parameters(), whole.parameters()):
+        assert torch.equal(a, b)
+    dist.barrier()
+
+
+def test_a_mid_epoch_checkpoint_on_two_ranks_keeps_every_ranks_records(tmp_path):
+    """Lightning saves rank 0's callback state: the table must hold the other ranks' records of the
+    saved epoch too, or the next selection is made without them."""
+    mp.spawn(resume_worker, args=(free_port(), str(tmp_path)), nprocs=2, join=True)
