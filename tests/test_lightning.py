@@ -4,6 +4,7 @@ the batch count and accumulation follow each epoch's length, the progress schedu
 step, and a run resumed from a checkpoint (mid-epoch with the StatefulDataLoader, or at an epoch
 boundary; on one process and on two) is the uninterrupted run."""
 
+import functools
 import os
 import warnings
 
@@ -123,12 +124,15 @@ def test_a_checkpoint_at_an_epoch_boundary_resumes_the_uninterrupted_run(tmp_pat
 
 # the uninterrupted run's epochs have 20, 15, 16 and 20 batches: steps 7, 35 and 42 are batch 7 of
 # the first epoch, the last batch of the (pruned) second and batch 7 of the (pruned) third
-@pytest.mark.parametrize("step", [7, 35, 42])
-def test_a_mid_epoch_checkpoint_resumes_the_uninterrupted_run(tmp_path, step):
+# (with 2 workers prefetching, the loader's saved place is still the consumed batch's)
+@pytest.mark.parametrize("step, workers", [(7, 0), (35, 0), (42, 0),
+                                           pytest.param(42, 2, marks=pytest.mark.worker_processes)])
+def test_a_mid_epoch_checkpoint_resumes_the_uninterrupted_run(tmp_path, step, workers):
     checkpoints = ModelCheckpoint(dirpath=tmp_path, filename="{step}", every_n_train_steps=step, save_top_k=-1)
-    _, whole = fit(EPOCHS, checkpoints=checkpoints)
+    loader = functools.partial(StatefulDataLoader, num_workers=workers)
+    _, whole = fit(EPOCHS, checkpoints=checkpoints, loader=loader)
     assert [whole.batches[e] for e in range(EPOCHS)] == [20, 15, 16, 20]
-    _, resumed = fit(EPOCHS, ckpt_path=tmp_path / f"step={step}.ckpt")
+    _, resumed = fit(EPOCHS, ckpt_path=tmp_path / f"step={step}.ckpt", loader=loader)
     epoch, done = next((e, step - sum(whole.batches[f] for f in range(e))) for e in range(EPOCHS)
                        if step < sum(whole.batches[f] for f in range(e + 1)))
     assert resumed.batches == {e: whole.batches[e] for e in range(epoch, EPOCHS)}  # the resumed epoch's too
