@@ -72,7 +72,11 @@ class ImportanceSampler(Sampler[list]):
     indices and rank r takes its r-th slice of ``batch_size`` (disjoint shards of one draw);
     :meth:`update` all-reduces the per-group sums and counts (2G numbers), so every rank holds
     the same group statistics and the same distribution. With ``within="score"`` the per-sample
-    scores matter too: the batch's (index, score) pairs are gathered from every rank.
+    scores matter too: the batch's (index, score) pairs are gathered from every rank. A loader
+    that shards the rank's batches again (plain ``accelerator.prepare``) is caught at the next
+    :meth:`set_epoch`: a RuntimeError when ``update`` saw fewer than halfway between
+    1/num_replicas and all of the batches of the epoch last yielded to its end
+    (``dsampling_ext.integrations.accelerate.prepare`` shards them once).
 
     Args:
         num_samples: N, the dataset size.
@@ -151,6 +155,8 @@ class ImportanceSampler(Sampler[list]):
         self.epoch = 0
         self.position = 0  # batches yielded in this epoch (a resumed iteration starts here)
         self._epoch_named: Optional[int] = None  # the epoch set_epoch last named
+        self._updates = 0  # update() calls since this epoch's iteration began
+        self._ran_through: Optional[tuple[int, int]] = None  # (epoch, batches) of the last iteration run to its end
         self._dist: Optional[tuple[int, Tensor, Tensor]] = None  # (epoch, p [N] float64 CPU, draws)
         self._lookup: dict = {}
 
@@ -203,7 +209,23 @@ class ImportanceSampler(Sampler[list]):
         self.epoch = self._epoch_named = require_epoch(epoch)
         if self._dist is None or self._dist[0] != self.epoch:
             self.position = 0
+            self._check_previous_epoch_trained()
         self._draw()
+
+    def _check_previous_epoch_trained(self) -> None:
+        """Raise when the last epoch this sampler yielded to its end had fewer than halfway
+        between 1/num_replicas and all of its batches passed to :meth:`update`: the loader shards
+        this rank's batches again (accelerate's ``prepare`` keeps every num_replicas-th batch)."""
+        ran_through, self._ran_through = self._ran_through, None
+        if ran_through is None or self.num_replicas == 1:
+            return
+        epoch, batches = ran_through
+        if self._updates * 2 * self.num_replicas < batches * (self.num_replicas + 1):
+            raise RuntimeError(
+                f"{type(self).__name__}: epoch {epoch} yielded {batches} batches on this rank but update() saw only "
+                f"{self._updates}: the loader shards this sampler's per-rank batches again (accelerate's prepare). "
+                f"Use dsampling_ext.integrations.accelerate.prepare(accelerator, loader), or call update() for every "
+                f"batch")
 
     def _draw(self) -> tuple[Tensor, Tensor]:
         if self._dist is not None and self._dist[0] == self.epoch:
@@ -230,11 +252,13 @@ class ImportanceSampler(Sampler[list]):
         _, indices = self._draw()
         step = self.batch_size * self.num_replicas
         start = self.position
+        self._updates = 0
         for b in range(start, self.batches_per_epoch):
             first = b * step + self.rank * self.batch_size
             self.position = b + 1
             yield indices[first : first + self.batch_size].tolist()
         self.position = 0
+        self._ran_through = (self.epoch, self.batches_per_epoch - start)
 
     def weights(self, indices: Tensor) -> Tensor:
         """Loss weights w_i = 1 / (N p_i) of these indices under this epoch's distribution
@@ -261,6 +285,7 @@ class ImportanceSampler(Sampler[list]):
             raise TypeError(f"labels must be a torch.Tensor, got {type(labels).__name__}")
         if indices.device.type == "cpu":  # CUDA: no host sync
             require_index_range("indices", indices, self.num_samples)
+        self._updates += 1
         logits = logits.detach()
         idx = indices.to(logits.device)
         groups = self.group_of.to(logits.device)[idx]

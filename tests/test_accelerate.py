@@ -1,6 +1,7 @@
 """dsampling_ext.integrations.accelerate on two gloo processes (accelerate's MULTI_CPU): every
-epoch the ranks together train exactly the sampler's selection, and a loader prepared the plain
-way (sharded twice) is refused at the next epoch instead of training half of it."""
+epoch the ranks together train exactly the sampler's selection (an ImportanceSampler's: each rank
+its own slice of every draw), and a loader prepared the plain way (sharded twice) is refused at the
+next epoch instead of training half of it."""
 
 import os
 
@@ -17,7 +18,7 @@ from accelerate import Accelerator, DataLoaderConfiguration
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from dsampling_ext import IndexedDataset, PruningSampler, ScoreTable, weighted_mean
+from dsampling_ext import ImportanceSampler, IndexedDataset, PruningSampler, ScoreTable, ops, weighted_mean
 from dsampling_ext.integrations.accelerate import prepare
 
 WORLD, N, BATCH, EPOCHS = 2, 400, 20, 4
@@ -76,6 +77,46 @@ def refuse_a_plain_prepare(accelerator):
         loader.set_epoch(1)
 
 
+def train_importance_through_prepare(accelerator, rank):
+    torch.manual_seed(0)
+    model = nn.Linear(6, 2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    data = task()
+    labels = data.dataset.tensors[1]
+    sampler = ImportanceSampler(N, labels, BATCH, seed=5)  # num_replicas=2 from the process group
+    assert (sampler.num_replicas, len(sampler)) == (WORLD, N // (BATCH * WORLD))
+    loader = prepare(accelerator, DataLoader(data, batch_sampler=sampler))
+    model, optimizer = accelerator.prepare(model, optimizer)
+    for epoch in range(3):
+        sampler.set_epoch(epoch)
+        assert len(loader) == N // (BATCH * WORLD)  # this rank's batches, not half of them
+        draws = ops.weighted_sample(sampler.epoch_probabilities, N, 5, epoch)[0].view(-1, WORLD, BATCH)
+        trained = []
+        for xb, yb, idx in loader:
+            logits = model(xb)
+            sampler.update(idx, logits.detach(), yb)
+            losses = nn.functional.cross_entropy(logits, yb, reduction="none")
+            accelerator.backward(weighted_mean(losses, sampler.weights(idx)))
+            optimizer.step()
+            optimizer.zero_grad()
+            trained.append(idx.tolist())
+        assert trained == draws[:, rank].tolist()  # step s: this rank's slice of global draw s
+    weights = gather([p.detach().clone() for p in model.parameters()])
+    assert all(torch.equal(a, b) for a, b in zip(*weights))
+
+
+def refuse_a_plain_prepare_of_an_importance_sampler(accelerator):
+    data = task()
+    sampler = ImportanceSampler(N, data.dataset.tensors[1], BATCH, seed=5)
+    loader = accelerator.prepare(DataLoader(data, batch_sampler=sampler))  # sharded twice
+    sampler.set_epoch(0)
+    model = nn.Linear(6, 2)
+    for xb, yb, idx in loader:
+        sampler.update(idx, model(xb).detach(), yb)
+    with pytest.raises(RuntimeError, match=r"epoch 0 yielded 10 batches on this rank but update\(\) saw only 5"):
+        sampler.set_epoch(1)
+
+
 def worker(rank, port):
     os.environ.update(WORLD_SIZE=str(WORLD), RANK=str(rank), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
                       MASTER_PORT=str(port))
@@ -85,6 +126,8 @@ def worker(rank, port):
     try:
         train_through_prepare(accelerator)
         refuse_a_plain_prepare(accelerator)
+        train_importance_through_prepare(accelerator, rank)
+        refuse_a_plain_prepare_of_an_importance_sampler(accelerator)
         dist.barrier()
     finally:
         dist.destroy_process_group()

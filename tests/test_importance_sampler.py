@@ -378,3 +378,30 @@ def test_stateful_loader_resume_is_the_uninterrupted_run(stop):
     objects[3].load_state_dict(checkpoint["loader"])
     rest, _ = train(objects, checkpoint["epoch"], 4)
     assert first + rest == whole
+
+
+def test_an_epoch_whose_batches_were_sharded_again_is_refused():
+    # num_replicas=2: an epoch yielded to its end with update() seeing fewer than 3/4 of its batches
+    # (halfway between 1/2 and all: a loader that kept every other batch) raises at the next
+    # set_epoch; every batch updated, or an epoch stopped early, does not.
+    groups = torch.arange(80) % 4
+    logits = torch.zeros(10, 4)
+
+    def epoch(sampler, every):
+        for i, batch in enumerate(sampler):
+            if i % every == 0:
+                sampler.update(torch.tensor(batch), logits, groups[batch])
+
+    sampler = ImportanceSampler(80, groups, 10, seed=3, num_replicas=2, rank=1)
+    sampler.set_epoch(0)
+    epoch(sampler, 1)
+    sampler.set_epoch(1)  # all 4 batches updated
+    next(iter(sampler))
+    sampler.set_epoch(2)  # stopped after one batch: not checked
+    epoch(sampler, 2)
+    with pytest.raises(RuntimeError, match=r"epoch 2 yielded 4 batches on this rank but update\(\) saw only 2"):
+        sampler.set_epoch(3)
+    single = ImportanceSampler(80, groups, 10, seed=3)
+    single.set_epoch(0)
+    epoch(single, 2)
+    single.set_epoch(1)  # one replica: no loader shards it again
