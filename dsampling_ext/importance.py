@@ -23,6 +23,7 @@ and correctness, not the gradient-norm score RAS weighs by.
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Iterator, Optional
 
 import torch
@@ -157,6 +158,7 @@ class ImportanceSampler(Sampler[list]):
         self._epoch_named: Optional[int] = None  # the epoch set_epoch last named
         self._updates = 0  # update() calls since this epoch's iteration began
         self._ran_through: Optional[tuple[int, int]] = None  # (epoch, batches) of the last iteration run to its end
+        self._yielded_all: Optional[int] = None  # the last epoch whose last batch was handed out
         self._dist: Optional[tuple[int, Tensor, Tensor]] = None  # (epoch, p [N] float64 CPU, draws)
         self._lookup: dict = {}
 
@@ -207,6 +209,7 @@ class ImportanceSampler(Sampler[list]):
     def set_epoch(self, epoch: int) -> None:
         """Fix epoch ``epoch``'s distribution and draw its batches (the same on every rank)."""
         self.epoch = self._epoch_named = require_epoch(epoch)
+        self._yielded_all = None
         if self._dist is None or self._dist[0] != self.epoch:
             self.position = 0
             self._check_previous_epoch_trained()
@@ -252,10 +255,21 @@ class ImportanceSampler(Sampler[list]):
         _, indices = self._draw()
         step = self.batch_size * self.num_replicas
         start = self.position
+        if self._yielded_all == self.epoch:
+            # every batch of the epoch was handed out, and set_epoch was not called since (loaders
+            # that know len() stop without exhausting the iterator, Lightning's among them: the
+            # position then says the epoch is done, and it would yield nothing)
+            warnings.warn(f"{type(self).__name__}: epoch {self.epoch} is iterated again after all its batches: call "
+                          f"sampler.set_epoch(epoch) before each epoch (a framework that sets a DataLoader's "
+                          f"sampler's epoch, as Lightning and accelerate do, does not reach a batch_sampler's)",
+                          RuntimeWarning, stacklevel=2)
+            start = 0
         self._updates = 0
         for b in range(start, self.batches_per_epoch):
             first = b * step + self.rank * self.batch_size
             self.position = b + 1
+            if self.position == self.batches_per_epoch:
+                self._yielded_all = self.epoch
             yield indices[first : first + self.batch_size].tolist()
         self.position = 0
         self._ran_through = (self.epoch, self.batches_per_epoch - start)
@@ -330,7 +344,7 @@ class ImportanceSampler(Sampler[list]):
             raise ValueError(f"state was saved by {state['config']}, not by {self!r}")
         for name in ("scores", "scored", "group_sum_sq", "group_count"):
             setattr(self, name, state[name].clone().to(self.device))
-        self._dist, self._lookup = None, {}
+        self._dist, self._lookup, self._yielded_all = None, {}, None
         if self._epoch_named is not None and self._epoch_named > state["epoch"]:
             self.position = 0
             return

@@ -171,7 +171,7 @@ def check_importance_sampler(rank):
             for r in range(WORLD):
                 assert torch.tensor(shards[r]).flatten().tolist() == [
                     i for b in range(25) for i in whole[b * batch * WORLD + r * batch :][:batch].tolist()]
-            for step, mine in enumerate(shards[rank][:6]):  # each rank trains its slice: its own logits
+            for step, mine in enumerate(shards[rank]):  # each rank trains its slice: its own logits
                 idx = torch.tensor(mine)
                 z = torch.randn(batch, 3, generator=g) * (1 + groups[idx, None])
                 y = torch.randint(0, 3, (batch,), generator=g)

@@ -3,7 +3,9 @@ weighted gradients with lower variance than uniform sampling, the smoothing floo
 bad arguments. Two-rank behaviour is in tests/test_distributed.py."""
 
 import io
+import itertools
 import math
+import warnings
 
 import pytest
 import torch
@@ -405,3 +407,19 @@ def test_an_epoch_whose_batches_were_sharded_again_is_refused():
     single.set_epoch(0)
     epoch(single, 2)
     single.set_epoch(1)  # one replica: no loader shards it again
+
+
+def test_an_epoch_taken_by_its_length_then_iterated_without_set_epoch_warns_and_restarts():
+    # A loader that knows len() (Lightning's) takes exactly the epoch's batches and never exhausts
+    # the iterator. Without set_epoch the next iteration would find the epoch done and yield
+    # nothing: it warns and yields the epoch's batches again. With set_epoch it is quiet.
+    sampler = ImportanceSampler(64, torch.arange(64) % 4, 8, seed=1)
+    sampler.set_epoch(0)
+    first = list(itertools.islice(iter(sampler), len(sampler)))
+    with pytest.warns(RuntimeWarning, match="epoch 0 is iterated again after all its batches: call sampler.set_epoch"):
+        again = list(itertools.islice(iter(sampler), len(sampler)))
+    assert again == first and len(first) == 8
+    sampler.set_epoch(1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert len(list(itertools.islice(iter(sampler), len(sampler)))) == 8

@@ -23,7 +23,8 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from torch.utils.data import DataLoader, TensorDataset
 from torchdata.stateful_dataloader import StatefulDataLoader
 
-from dsampling_ext import IndexedDataset, ProgressScheduler, PruningSampler, ScoreTable
+from dsampling_ext import (ImportanceSampler, IndexedDataset, ProgressScheduler, PruningSampler, ScoreTable, ops,
+                           weighted_mean)
 from dsampling_ext.integrations.lightning import TableSamplerCallback
 
 N, BATCH, EPOCHS, ACCUMULATE = 400, 20, 4, 3
@@ -209,3 +210,59 @@ def test_a_mid_epoch_checkpoint_on_two_ranks_keeps_every_ranks_records(tmp_path)
     """Lightning saves rank 0's callback state: the table must hold the other ranks' records of the
     saved epoch too, or the next selection is made without them."""
     mp.spawn(resume_worker, args=(free_port(), str(tmp_path)), nprocs=2, join=True)
+
+
+class Importance(pl.LightningModule):
+    """The docs' ImportanceSampler lines: the sampler as the loader's batch_sampler, its set_epoch
+    in on_train_epoch_start."""
+
+    def __init__(self, set_epoch=True):
+        super().__init__()
+        torch.manual_seed(0)
+        self.net = nn.Linear(6, 2)
+        g = torch.Generator().manual_seed(0)
+        self.x = torch.randn(N, 6, generator=g)
+        self.y = (self.x[:, 0] + 0.5 * self.x[:, 1] > 0).long()
+        self.sampler = ImportanceSampler(N, self.y, BATCH, seed=2)
+        self.set_epoch, self.draws, self.trained = set_epoch, {}, {}
+
+    def train_dataloader(self):
+        return DataLoader(IndexedDataset(TensorDataset(self.x, self.y)), batch_sampler=self.sampler)
+
+    def on_train_epoch_start(self):
+        if self.set_epoch:
+            self.sampler.set_epoch(self.current_epoch)
+        total = len(self.sampler) * BATCH
+        self.draws[self.current_epoch] = ops.weighted_sample(self.sampler.epoch_probabilities, total, 2,
+                                                             self.sampler.epoch)[0].tolist()
+
+    def training_step(self, batch, batch_idx):
+        x, y, idx = batch
+        self.trained.setdefault(self.current_epoch, []).extend(idx.tolist())
+        logits = self.net(x)
+        self.sampler.update(idx, logits.detach(), y)
+        return weighted_mean(nn.functional.cross_entropy(logits, y, reduction="none"), self.sampler.weights(idx))
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+def fit_importance(module):
+    trainer = pl.Trainer(max_epochs=3, accelerator="cpu", logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(module)
+    return module
+
+
+def test_an_importance_sampler_trains_each_epochs_own_draws():
+    module = fit_importance(Importance())
+    assert [module.trained[e] == module.draws[e] for e in range(3)] == [True] * 3  # epoch e's draws, all of them
+    assert module.draws[0] != module.draws[1]
+
+
+def test_an_importance_sampler_without_set_epoch_warns_instead_of_training_empty_epochs():
+    # Lightning sets only a sampler's epoch: without the hook every epoch after the first found its
+    # batches handed out already (Lightning stops at len() without exhausting the iterator).
+    with pytest.warns(RuntimeWarning, match="epoch 0 is iterated again after all its batches"):
+        module = fit_importance(Importance(set_epoch=False))
+    assert [len(module.trained.get(e, [])) for e in range(3)] == [N] * 3
