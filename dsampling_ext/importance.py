@@ -33,7 +33,7 @@ from torch.utils.data import Sampler
 from . import distributed, ops
 from ._validate import require_epoch, require_index_range, require_int, require_number, require_seed
 from .sampling import resolve_replicas
-from .scores import _index_tensor, _last_occurrence, _lookup_weights
+from .scores import _index_tensor, _last_occurrence, _lookup_weights, _sharded_again
 
 __all__ = ["ImportanceSampler"]
 
@@ -223,7 +223,7 @@ class ImportanceSampler(Sampler[list]):
         if ran_through is None or self.num_replicas == 1:
             return
         epoch, batches = ran_through
-        if self._updates * 2 * self.num_replicas < batches * (self.num_replicas + 1):
+        if _sharded_again(self._updates, batches, self.num_replicas):
             raise RuntimeError(
                 f"{type(self).__name__}: epoch {epoch} yielded {batches} batches on this rank but update() saw only "
                 f"{self._updates}: the loader shards this sampler's per-rank batches again (accelerate's prepare). "

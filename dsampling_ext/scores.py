@@ -54,6 +54,12 @@ def _lookup_weights(by_device: dict, indices: Tensor, num_samples: int) -> Tenso
         raise
 
 
+def _sharded_again(done: int, expected: int, num_replicas: int) -> bool:
+    """Whether a sampler's rank saw fewer than halfway between 1/num_replicas and all of what it
+    handed out (``done`` of ``expected``): the loader sharded its per-rank share again."""
+    return done * 2 * num_replicas < expected * (num_replicas + 1)
+
+
 def _last_occurrence(idx: Tensor) -> tuple[Tensor, Tensor]:
     """(ordered, source): the indices sorted, and for each the position in ``idx`` of its index's
     last occurrence, so that writing ``values[source]`` at ``ordered`` gives every index its last
@@ -475,7 +481,7 @@ class TableSampler(ResumableSampler):
             return
         kept = previous[1]
         trained = int((seen[kept.to(seen.device)] == previous[0]).sum())
-        if trained * 2 * self.num_replicas < kept.numel() * (self.num_replicas + 1):
+        if _sharded_again(trained, kept.numel(), self.num_replicas):
             raise RuntimeError(
                 f"{type(self).__name__}: epoch {previous[0]} selected {kept.numel()} indices but only {trained} were "
                 f"recorded on the {self.num_replicas} ranks: the loader shards this sampler's per-rank indices again "
