@@ -157,8 +157,8 @@ class ImportanceSampler(Sampler[list]):
         self.position = 0  # batches yielded in this epoch (a resumed iteration starts here)
         self._epoch_named: Optional[int] = None  # the epoch set_epoch last named
         self._updates = 0  # update() calls since this epoch's iteration began
-        self._ran_through: Optional[tuple[int, int]] = None  # (epoch, batches) of the last iteration run to its end
-        self._yielded_all: Optional[int] = None  # the last epoch whose last batch was handed out
+        # (epoch, batches this iteration handed out) once an epoch's last batch is out, until set_epoch
+        self._handed_out: Optional[tuple[int, int]] = None
         self._dist: Optional[tuple[int, Tensor, Tensor]] = None  # (epoch, p [N] float64 CPU, draws)
         self._lookup: dict = {}
 
@@ -209,20 +209,19 @@ class ImportanceSampler(Sampler[list]):
     def set_epoch(self, epoch: int) -> None:
         """Fix epoch ``epoch``'s distribution and draw its batches (the same on every rank)."""
         self.epoch = self._epoch_named = require_epoch(epoch)
-        self._yielded_all = None
+        handed_out, self._handed_out = self._handed_out, None
         if self._dist is None or self._dist[0] != self.epoch:
             self.position = 0
-            self._check_previous_epoch_trained()
+            self._check_previous_epoch_trained(handed_out)
         self._draw()
 
-    def _check_previous_epoch_trained(self) -> None:
-        """Raise when the last epoch this sampler yielded to its end had fewer than halfway
-        between 1/num_replicas and all of its batches passed to :meth:`update`: the loader shards
-        this rank's batches again (accelerate's ``prepare`` keeps every num_replicas-th batch)."""
-        ran_through, self._ran_through = self._ran_through, None
-        if ran_through is None or self.num_replicas == 1:
+    def _check_previous_epoch_trained(self, handed_out: Optional[tuple[int, int]]) -> None:
+        """Raise when the last epoch this sampler handed out to its last batch had fewer than
+        halfway between 1/num_replicas and those batches passed to :meth:`update`: the loader
+        shards this rank's batches again (accelerate's ``prepare`` keeps every num_replicas-th)."""
+        if handed_out is None or self.num_replicas == 1:
             return
-        epoch, batches = ran_through
+        epoch, batches = handed_out
         if _sharded_again(self._updates, batches, self.num_replicas):
             raise RuntimeError(
                 f"{type(self).__name__}: epoch {epoch} yielded {batches} batches on this rank but update() saw only "
@@ -255,7 +254,7 @@ class ImportanceSampler(Sampler[list]):
         _, indices = self._draw()
         step = self.batch_size * self.num_replicas
         start = self.position
-        if self._yielded_all == self.epoch:
+        if self._handed_out is not None:
             # every batch of the epoch was handed out, and set_epoch was not called since (loaders
             # that know len() stop without exhausting the iterator, Lightning's among them: the
             # position then says the epoch is done, and it would yield nothing)
@@ -269,10 +268,9 @@ class ImportanceSampler(Sampler[list]):
             first = b * step + self.rank * self.batch_size
             self.position = b + 1
             if self.position == self.batches_per_epoch:
-                self._yielded_all = self.epoch
+                self._handed_out = (self.epoch, self.batches_per_epoch - start)
             yield indices[first : first + self.batch_size].tolist()
         self.position = 0
-        self._ran_through = (self.epoch, self.batches_per_epoch - start)
 
     def weights(self, indices: Tensor) -> Tensor:
         """Loss weights w_i = 1 / (N p_i) of these indices under this epoch's distribution
@@ -344,7 +342,7 @@ class ImportanceSampler(Sampler[list]):
             raise ValueError(f"state was saved by {state['config']}, not by {self!r}")
         for name in ("scores", "scored", "group_sum_sq", "group_count"):
             setattr(self, name, state[name].clone().to(self.device))
-        self._dist, self._lookup, self._yielded_all = None, {}, None
+        self._dist, self._lookup, self._handed_out = None, {}, None
         if self._epoch_named is not None and self._epoch_named > state["epoch"]:
             self.position = 0
             return
